@@ -1,0 +1,73 @@
+# Developer entry points. Needs only python3 (>= 3.11) and make; everything else goes into
+# .venv. Stamp files make re-runs instant until pyproject.toml changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+
+# System programs the test suite needs, as command:apt-package pairs (e.g. chromium:chromium).
+# Checked with `command -v`; installed with apt-get only when missing and running as root.
+SYSTEM_DEPS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint system-deps clean
+
+help:
+	@echo "make run          serve the demo shop on http://127.0.0.1:8080 (data in ./var/)"
+	@echo "make test         run the test suite (PYTEST_ARGS='-k config' to filter)"
+	@echo "make lint         ruff check"
+	@echo "make system-deps  install system packages the tests need (as root, apt-get)"
+	@echo "make clean        remove the virtualenv and caches (keeps ./var/)"
+
+run: $(VENV)/.installed
+	$(BIN)/shopcall serve --demo
+
+test: $(VENV)/.installed-test system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	@touch $@
+
+# The test extra includes the runtime dependencies, so it satisfies `run` as well.
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+# Debian/Ubuntu ship the venv module separately; add it when we are allowed to.
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "shopcall needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1)" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
+	  pkg="python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $$pkg"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$pkg" \
+	      && $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "cannot create $(VENV): install the venv module (Debian/Ubuntu: apt-get install $$pkg)" >&2; \
+	    exit 1; \
+	  fi; }
+
+system-deps:
+	@missing=""; \
+	for dep in $(SYSTEM_DEPS); do \
+	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "warning: missing system packages:$$missing (run: sudo make system-deps)" >&2; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

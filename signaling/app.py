@@ -1,0 +1,107 @@
+"""Application factory: wires storage, switchboard, media backend and the HTTP/WS edges.
+
+Startup and shutdown hang on aiohttp's signals so a test can build several independent
+servers in one process and each cleans up everything it opened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from . import http_api
+from .auth import TokenIssuer, resolve_secret
+from .config import Settings
+from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
+from .media import MediaBackend, NoMediaBackend
+from .metrics import SignalingMetrics
+from .openapi import openapi_handler
+from .qualification import QuestionSet
+from .rate_limit import KeyedRateLimiter
+from .sqlite_storage import SQLiteStorage
+from .switchboard import RoutingSettings, Switchboard
+from .ws import SignalingEndpoint
+
+WEB_CLIENT_DIR = Path(__file__).resolve().parent.parent / "web_client"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    media: MediaBackend | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(middlewares=[http_api.json_errors], client_max_size=64 * 1024)
+    storage = SQLiteStorage(settings.database.path, synchronous=settings.database.synchronous)
+    metrics = SignalingMetrics()
+    media = media or NoMediaBackend([s.model_dump(exclude_none=True)
+                                     for s in settings.media.ice_servers])
+    questions = (QuestionSet.from_config([q.model_dump() for q in settings.qualification])
+                 if settings.qualification else None)
+    r = settings.routing
+    switchboard = Switchboard(
+        storage=storage, metrics=metrics, media=media, questions=questions, clock=clock,
+        settings=RoutingSettings(
+            offer_timeout_s=r.offer_timeout_s, missed_after_s=r.missed_after_s,
+            heartbeat_timeout_s=r.heartbeat_timeout_s,
+            staff_reconnect_grace_s=r.staff_reconnect_grace_s,
+            default_handle_time_s=r.default_handle_time_s, allow_overflow=r.allow_overflow,
+            max_text_chars=settings.limits.max_text_chars))
+    issuer = TokenIssuer(resolve_secret(settings))
+    per_minute = settings.auth.shopper_tokens_per_minute
+    app[SETTINGS] = settings
+    app[STORAGE] = storage
+    app[METRICS] = metrics
+    app[MEDIA] = media
+    app[SWITCHBOARD] = switchboard
+    app[ISSUER] = issuer
+    app[SHOPPER_TOKEN_LIMITER] = KeyedRateLimiter(per_minute / 60.0, max(1.0, per_minute))
+
+    endpoint = SignalingEndpoint(
+        switchboard=switchboard, issuer=issuer, metrics=metrics,
+        max_message_bytes=settings.limits.max_message_bytes,
+        messages_per_second=settings.limits.messages_per_second,
+        message_burst=settings.limits.message_burst,
+        heartbeat_interval_s=r.heartbeat_interval_s)
+    app.router.add_get("/ws", endpoint.handle)
+    app.router.add_routes(http_api.routes)
+    app.router.add_get("/api/openapi.json", openapi_handler)
+    app.router.add_get("/metrics", http_api.metrics)
+    app.router.add_get("/healthz", http_api.healthz)
+    app.router.add_get("/readyz", http_api.readyz)
+    _add_web_client(app, settings.server.static_dir or WEB_CLIENT_DIR)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Open storage, seed configured stores and staff, start live state; undo on exit."""
+    settings, storage, switchboard = app[SETTINGS], app[STORAGE], app[SWITCHBOARD]
+    await storage.open()
+    try:
+        for store in settings.stores:
+            await storage.upsert_store(store.to_model())
+        for member in settings.staff:
+            await storage.upsert_staff(member.to_model())
+        await app[MEDIA].start()
+        await switchboard.start()
+        yield
+    finally:
+        await switchboard.stop()
+        await app[MEDIA].stop()
+        await storage.close()
+
+
+def _add_web_client(app: web.Application, root: Path) -> None:
+    def page(name: str) -> Callable[[web.Request], web.StreamResponse]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(root / name, headers={"Cache-Control": "no-cache"})
+        return handler
+
+    app.router.add_get("/", page("shop.html"))
+    app.router.add_get("/staff", page("staff.html"))
+    if root.is_dir():
+        app.router.add_static("/static/", root, follow_symlinks=False)

@@ -1,0 +1,330 @@
+"""The signalling WebSocket protocol: inbound message models, error codes, framing helpers.
+
+Every client message is a JSON object with a `type`, an optional client-chosen `id` that the
+server echoes in its reply, and an optional protocol version `v`. The server replies to each
+request with exactly one `ack` (carrying a `result`) or one `error` (carrying a stable `code`),
+and pushes events (no `id`) as things happen. docs/protocol.md documents every message; a test
+checks that each type below has a documented example that validates.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .model import CallKind, Channel, Presence, Role
+
+PROTOCOL_VERSION = 1
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes: clients branch on these, so never rename one."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHENTICATED = "unauthenticated"
+    INVALID_TOKEN = "invalid_token"
+    EXPIRED_TOKEN = "expired_token"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    INVALID_STATE = "invalid_state"
+    MEDIA_UNAVAILABLE = "media_unavailable"
+    NEGOTIATION_FAILED = "negotiation_failed"
+    STORAGE_FAILED = "storage_failed"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ProtocolError(Exception):
+    """Raised anywhere below the WebSocket edge; turned into an `error` reply there."""
+
+    def __init__(self, code: ErrorCode, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.request_id: str | None = None
+
+
+class Inbound(BaseModel):
+    """Common envelope; subclasses add their fields and the roles allowed to send them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    roles: ClassVar[frozenset[Role]] = frozenset(Role)
+
+    type: str
+    id: Id | None = None
+    v: int = PROTOCOL_VERSION
+
+
+_SHOPPER = frozenset({Role.SHOPPER})
+_STAFF = frozenset({Role.STAFF})
+_PARTICIPANTS = frozenset({Role.SHOPPER, Role.STAFF})
+
+
+class Hello(Inbound):
+    type: Literal["hello"]
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Ping(Inbound):
+    type: Literal["ping"]
+
+
+class PresenceSet(Inbound):
+    roles = _STAFF
+    type: Literal["presence.set"]
+    status: Presence
+
+
+class ConversationOpen(Inbound):
+    roles = _SHOPPER
+    type: Literal["conversation.open"]
+    store: Id | None = None
+    page_url: Annotated[str, Field(max_length=2048)] | None = None
+    sku: Id | None = None
+    skill: Id | None = None
+    language: Annotated[str, Field(min_length=2, max_length=16)] | None = None
+    channel: Channel = Channel.CHAT
+    # Pre-chat qualification answers: question id -> option id; used when skill is absent.
+    answers: dict[Id, Id] | None = None
+
+
+class ConversationResume(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["conversation.resume"]
+    conversation_id: Id
+    after_seq: Annotated[int, Field(ge=0)] = 0
+
+
+class ConversationAccept(Inbound):
+    roles = _STAFF
+    type: Literal["conversation.accept"]
+    conversation_id: Id
+
+
+class ConversationDecline(Inbound):
+    roles = _STAFF
+    type: Literal["conversation.decline"]
+    conversation_id: Id
+    reason: ShortText | None = None
+
+
+class ConversationTransfer(Inbound):
+    roles = _STAFF
+    type: Literal["conversation.transfer"]
+    conversation_id: Id
+    to_staff: Id | None = None
+    to_skill: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ConversationTransfer:
+        if (self.to_staff is None) == (self.to_skill is None):
+            raise ValueError("give exactly one of to_staff or to_skill")
+        return self
+
+
+class ConversationClose(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["conversation.close"]
+    conversation_id: Id
+
+
+class ProductCard(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sku: Id
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    price: Annotated[float, Field(ge=0)] | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    image_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+    link: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+
+
+class ChatSend(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["chat.send"]
+    conversation_id: Id
+    # Upper bound here is a hard cap; the configured limits.max_text_chars is checked too.
+    text: Annotated[str, Field(min_length=1, max_length=20000)] | None = None
+    card: ProductCard | None = None
+
+    @model_validator(mode="after")
+    def _text_or_card(self) -> ChatSend:
+        if (self.text is None) == (self.card is None):
+            raise ValueError("give exactly one of text or card")
+        return self
+
+
+class ChatTyping(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["chat.typing"]
+    conversation_id: Id
+    typing: bool
+
+
+class ChatRead(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["chat.read"]
+    conversation_id: Id
+    seq: Annotated[int, Field(ge=1)]
+
+
+class CallPropose(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["call.propose"]
+    conversation_id: Id
+    kind: CallKind
+
+
+class CallAccept(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["call.accept"]
+    call_id: Id
+
+
+class CallDecline(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["call.decline"]
+    call_id: Id
+
+
+class CallEnd(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["call.end"]
+    call_id: Id
+
+
+class MediaOffer(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["media.offer"]
+    call_id: Id
+    sdp: Annotated[str, Field(min_length=1, max_length=65536)]
+
+
+class MediaAnswer(Inbound):
+    roles = _PARTICIPANTS
+    type: Literal["media.answer"]
+    call_id: Id
+    sdp: Annotated[str, Field(min_length=1, max_length=65536)]
+
+
+class FeedbackSubmit(Inbound):
+    roles = _SHOPPER
+    type: Literal["feedback.submit"]
+    conversation_id: Id
+    satisfaction: Annotated[int, Field(ge=1, le=5)]
+    recommendation: Annotated[int, Field(ge=0, le=10)]
+    comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class AsyncLeave(Inbound):
+    roles = _SHOPPER
+    type: Literal["async.leave"]
+    conversation_id: Id
+    text: Annotated[str, Field(min_length=1, max_length=4000)]
+    contact: Annotated[str, Field(min_length=3, max_length=200)]
+
+
+class QueueList(Inbound):
+    roles = _STAFF
+    type: Literal["queue.list"]
+
+
+INBOUND: dict[str, type[Inbound]] = {
+    model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in (
+        Hello, Ping, PresenceSet, ConversationOpen, ConversationResume, ConversationAccept,
+        ConversationDecline, ConversationTransfer, ConversationClose, ChatSend, ChatTyping,
+        ChatRead, CallPropose, CallAccept, CallDecline, CallEnd, MediaOffer, MediaAnswer,
+        FeedbackSubmit, AsyncLeave, QueueList,
+    )
+}
+
+# Events the server pushes (documented in docs/protocol.md; the doc test checks this list).
+OUTBOUND_TYPES: tuple[str, ...] = (
+    "welcome", "pong", "ack", "error",
+    "presence.changed", "queue.snapshot",
+    "conversation.queued", "queue.position", "conversation.offered", "conversation.offer_withdrawn",
+    "conversation.accepted", "conversation.transferred", "conversation.requeued",
+    "conversation.missed", "conversation.closed", "feedback.requested",
+    "chat.message", "chat.typing", "chat.read",
+    "call.proposed", "call.declined", "call.started", "call.ended",
+    "media.offer", "media.answer", "media.notice",
+    "async.answered",
+)
+
+
+def peek_id(data: Any) -> str | None:
+    """Best-effort request id for error replies to messages that failed validation."""
+    if isinstance(data, dict):
+        value = data.get("id")
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return None
+
+
+def parse_inbound(raw: str | bytes, max_bytes: int) -> Inbound:
+    """Decode and validate one frame; raise ProtocolError with a stable code on any problem."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+    if size > max_bytes:
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"message of {size} bytes exceeds the {max_bytes} limit"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
+    try:
+        return _validate(data)
+    except ProtocolError as exc:
+        exc.request_id = peek_id(data)
+        raise
+
+
+def _validate(data: dict[str, Any]) -> Inbound:
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "field 'type' (string) is required")
+    version = data.get("v", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {version!r} is not supported; this server speaks {PROTOCOL_VERSION}",
+        )
+    model = INBOUND.get(kind)
+    if model is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or None, "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        summary = "; ".join(f"{p['field'] or kind}: {p['problem']}" for p in problems[:5])
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, summary, problems) from None
+
+
+def ack(request_id: str | None, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "ack", "id": request_id, "result": result or {}}
+
+
+def error(
+    request_id: str | None, code: ErrorCode, message: str, details: Any = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "id": request_id, "code": code.value,
+                           "message": message}
+    if details is not None:
+        out["details"] = details
+    return out
