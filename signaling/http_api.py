@@ -207,6 +207,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     storage = request.app[STORAGE]
     switchboard = request.app[SWITCHBOARD]
     cid = request.match_info["conversation_id"]
+    await switchboard.flush()
     conv = await storage.get_conversation(cid)
     if conv is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {cid!r}")
@@ -254,6 +255,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         filters["staff_id"] = who.subject
     else:
         filters["staff_id"] = query_str(request, "staff")
+    await request.app[SWITCHBOARD].flush()
     convs = await request.app[STORAGE].list_conversations(**filters)
     view = request.app[SWITCHBOARD].conversation_view
     return web.json_response({"conversations": [view(c) for c in convs]})
@@ -285,6 +287,7 @@ async def list_async(request: web.Request) -> web.Response:
     raw = request.query.get("answered")
     answered = None if raw is None else raw.lower() in ("1", "true", "yes")
     storage = request.app[STORAGE]
+    await request.app[SWITCHBOARD].flush()
     messages = await storage.list_async_messages(answered=answered,
                                                  limit=query_int(request, "limit", 100, 1, 1000))
     if who.role is Role.STAFF:

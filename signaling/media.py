@@ -33,6 +33,7 @@ class MediaNegotiationError(Exception):
 class MediaSessionSpec:
     session_id: str
     conversation_id: str
+    call_id: str  # put in every message the media server pushes, so clients can answer it
     kind: CallKind
     store_id: str | None  # the per-store bandwidth budget applies to this session
     participants: tuple[str, ...]
@@ -91,6 +92,7 @@ class NoMediaBackend:
         spec = self._sessions[session_id]
         return {
             "session_id": session_id,
+            "call_id": spec.call_id,
             "participant_id": participant_id,
             "kind": spec.kind.value,
             "ice_servers": self._ice_servers,

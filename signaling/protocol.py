@@ -253,7 +253,7 @@ INBOUND: dict[str, type[Inbound]] = {
 OUTBOUND_TYPES: tuple[str, ...] = (
     "welcome", "pong", "ack", "error",
     "presence.changed", "queue.snapshot",
-    "conversation.queued", "queue.position", "conversation.offered", "conversation.offer_withdrawn",
+    "queue.position", "conversation.offered", "conversation.offer_withdrawn",
     "conversation.accepted", "conversation.transferred", "conversation.requeued",
     "conversation.missed", "conversation.closed", "feedback.requested",
     "chat.message", "chat.typing", "chat.read",

@@ -147,6 +147,8 @@ class Switchboard:
         self.heartbeats = HeartbeatMonitor(settings.heartbeat_timeout_s)
         self.handle_time = HandleTimeEstimator(settings.default_handle_time_s)
         self._staff_conns: dict[str, Connection] = {}
+        self._attached: dict[str, Connection] = {}
+        self._declined_at: dict[str, float] = {}
         self._offer_deadline: dict[str, float] = {}
         self._waiting_since: dict[str, float] = {}
         self._accepted_at: dict[str, float] = {}
@@ -246,6 +248,11 @@ class Switchboard:
         if failures and strict:
             raise ProtocolError(ErrorCode.STORAGE_FAILED, "the change could not be stored")
 
+    async def flush(self) -> None:
+        """Read-your-writes: events are pushed before their write lands, so anything that
+        reads storage after seeing an event must wait for pending writes first."""
+        await self._settle(strict=False)
+
     def _event(self, conv: Conversation, kind: EventKind, now: float, actor: str | None = None,
                /, **data: Any) -> ConversationEvent:
         return ConversationEvent(conv.id, kind, now, actor or "system", data or None)
@@ -269,6 +276,7 @@ class Switchboard:
             live.connections[conn.conn_id] = conn
             live.lost_at = None
             self._staff_conns[conn.conn_id] = conn
+            self._attached[conn.conn_id] = conn
             self.heartbeats.beat(conn.conn_id, self.clock())
             self.metrics.ws_connections.labels("staff").inc()
             return {
@@ -279,18 +287,23 @@ class Switchboard:
                 "queue": self._queue_for(live.member),
             }
         if principal.role is Role.SHOPPER:
-            self.shoppers.setdefault(principal.subject, {})[conn.conn_id] = conn
-            self.metrics.ws_connections.labels("shopper").inc()
+            await self.flush()
             recent = await self.storage.list_conversations(shopper_id=principal.subject,
                                                            limit=20)
+            self.shoppers.setdefault(principal.subject, {})[conn.conn_id] = conn
+            self._attached[conn.conn_id] = conn
+            self.metrics.ws_connections.labels("shopper").inc()
             return {"conversations": [self._summary(self.conversations.get(c.id, c))
                                       for c in recent]}
+        self._attached[conn.conn_id] = conn
         self.metrics.ws_connections.labels(principal.role.value).inc()
         return {}
 
     async def detach(self, conn: Connection) -> None:
         """Forget a closed connection; a staff member with no device left leaves routing."""
         principal = conn.principal
+        if self._attached.pop(conn.conn_id, None) is None:
+            return  # already detached (heartbeat expiry detaches before the socket ends)
         self.metrics.ws_connections.labels(principal.role.value).dec()
         if principal.role is Role.SHOPPER:
             conns = self.shoppers.get(principal.subject, {})
@@ -323,8 +336,6 @@ class Switchboard:
             self.heartbeats.beat(conn.conn_id, self.clock())
 
     async def handle(self, conn: Connection, msg: Inbound) -> dict[str, Any]:
-        if msg.type == "ping":
-            return {"server_time": self.clock()}
         handler = self._handlers.get(msg.type)
         if handler is None:
             raise ProtocolError(ErrorCode.INVALID_STATE, f"{msg.type} is not valid now")
@@ -442,9 +453,20 @@ class Switchboard:
         self._queue_dirty = True
 
     def _route(self, conv: Conversation, now: float) -> None:
-        """Offer the conversation to the best staff member, or (keep it) in the queue."""
-        member = choose_staff(conv.context, self._candidates(), exclude=conv.declined_by,
-                              overflow=self._overflow(conv.context))
+        """Offer the conversation to the best staff member, or (keep it) in the queue.
+
+        Staff who declined (or let the offer lapse) are skipped while anyone else can take
+        it; once it has waited offer_timeout_s since then, they are asked again rather than
+        letting the shopper wait until the conversation is missed.
+        """
+        candidates = self._candidates()
+        overflow = self._overflow(conv.context)
+        member = choose_staff(conv.context, candidates, exclude=conv.declined_by,
+                              overflow=overflow)
+        declined_at = self._declined_at.get(conv.id)
+        if member is None and declined_at is not None \
+                and now - declined_at >= self.settings.offer_timeout_s:
+            member = choose_staff(conv.context, candidates, overflow=overflow)
         if member is None:
             if conv.state is not ConversationState.QUEUED or conv.id not in self.queue:
                 conv.state, conv.staff_id = ConversationState.QUEUED, None
@@ -553,6 +575,7 @@ class Switchboard:
     async def _any(self, conversation_id: str) -> Conversation:
         conv = self.conversations.get(conversation_id)
         if conv is None:
+            await self.flush()
             conv = await self.storage.get_conversation(conversation_id)
         if conv is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {conversation_id!r}")
@@ -618,6 +641,7 @@ class Switchboard:
     async def _on_resume(self, conn: Connection, msg: ConversationResume) -> dict[str, Any]:
         conv = await self._any(msg.conversation_id)
         self._check_party(conn, conv, accepted=False)
+        await self.flush()
         messages = await self.storage.list_messages(conv.id, msg.after_seq)
         asyncs = await self.storage.list_async_messages(conversation_id=conv.id)
         return {"conversation": self._summary(conv),
@@ -632,6 +656,7 @@ class Switchboard:
         now = self.clock()
         self._offer_deadline.pop(conv.id, None)
         self._waiting_since.pop(conv.id, None)
+        self._declined_at.pop(conv.id, None)
         conv.state = ConversationState.ACCEPTED
         self._accepted_at[conv.id] = now
         self._save(conv, self._event(conv, EventKind.ACCEPTED, now, actor_of(conn.principal)))
@@ -657,8 +682,12 @@ class Switchboard:
         now = self.clock()
         self._release(conv, now)
         conv.declined_by.add(conn.principal.subject)
+        self._declined_at[conv.id] = now
         self._save(conv, self._event(conv, EventKind.DECLINED, now, actor_of(conn.principal),
                                      reason=msg.reason))
+        self._send_staff(conn.principal.subject, {"type": "conversation.offer_withdrawn",
+                                                  "conversation_id": conv.id,
+                                                  "reason": "declined"}, skip=conn)
         self._route(conv, now)
         return {}
 
@@ -722,6 +751,7 @@ class Switchboard:
         if accepted_at is not None:
             self.handle_time.observe(now - accepted_at)
         self._waiting_since.pop(conv.id, None)
+        self._declined_at.pop(conv.id, None)
         conv.state, conv.closed_at = ConversationState.CLOSED, now
         self._save(conv, self._event(conv, EventKind.CLOSED, now, by, previous_state=was.value))
         notice = {"type": "conversation.closed", "conversation_id": conv.id, "by": by}
@@ -743,6 +773,7 @@ class Switchboard:
         if self.queue.remove(conv.id):
             self._queue_dirty = True
         self._waiting_since.pop(conv.id, None)
+        self._declined_at.pop(conv.id, None)
         conv.state = ConversationState.MISSED
         self._save(conv, self._event(conv, EventKind.MISSED, now,
                                      waited_s=round(now - conv.opened_at, 3)))
@@ -795,6 +826,9 @@ class Switchboard:
     async def _on_call_propose(self, conn: Connection, msg: CallPropose) -> dict[str, Any]:
         conv = self._live(msg.conversation_id)
         self._check_party(conn, conv)
+        if conv.state is not ConversationState.ACCEPTED:
+            raise ProtocolError(ErrorCode.INVALID_STATE,
+                                "a call needs a staff member who accepted the conversation")
         if conv.id in self._call_of:
             raise ProtocolError(ErrorCode.INVALID_STATE, "a call is already proposed or running")
         staff = self.staff[conv.staff_id or ""].member
@@ -823,7 +857,7 @@ class Switchboard:
         participants = (f"shopper:{conv.shopper_id}", f"staff:{conv.staff_id}")
         try:
             await self.media.create_session(MediaSessionSpec(
-                session_id, conv.id, call.kind, conv.context.store_id, participants))
+                session_id, conv.id, call.id, call.kind, conv.context.store_id, participants))
         except MediaUnavailable as exc:
             raise ProtocolError(ErrorCode.MEDIA_UNAVAILABLE, str(exc)) from None
         if self._calls.get(call.id) is not call or call.ended_at is not None:
@@ -976,6 +1010,7 @@ class Switchboard:
                 staff_id = conv.staff_id
                 self._release(conv, now)
                 conv.declined_by.add(staff_id or "")
+                self._declined_at[cid] = now
                 self._save(conv, self._event(conv, EventKind.OFFER_EXPIRED, now,
                                              staff_id=staff_id, reason="timeout"))
                 self._send_staff(staff_id, {"type": "conversation.offer_withdrawn",
@@ -994,6 +1029,8 @@ class Switchboard:
                 for cid in sorted(live.conversations):
                     self._requeue(self.conversations[cid], now, EventKind.STAFF_LOST,
                                   staff_id=live.member.id, reason="device_lost")
+        if self._declined_at and len(self.queue):
+            self._drain(now)
         if self._queue_dirty:
             self._queue_dirty = False
             self._push_queue_state()

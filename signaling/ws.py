@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 MAX_OUTBOUND_QUEUE = 1000
-# A client that keeps flooding after this many refused frames is cut off.
+# Refused frames are themselves metered: a client refused more than this many times in a
+# burst (refilling at the message rate) is flooding, and is cut off.
 MAX_RATE_STRIKES = 200
 _ANONYMOUS = Principal(role=None, subject="", expires_at=0.0)  # type: ignore[arg-type]
 
@@ -108,15 +109,16 @@ class SignalingEndpoint:
         await ws.prepare(request)
         conn = WsConnection(ws)
         bucket = TokenBucket(self.rate, self.burst)
+        strikes = TokenBucket(self.rate, MAX_RATE_STRIKES)
         state = _ConnState()
         loop = asyncio.get_running_loop()
         hello_timer = loop.call_later(HELLO_TIMEOUT_S, self._hello_timeout, conn, state)
         try:
             async for frame in ws:
                 if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    if not bucket.allow(time.monotonic()):
-                        state.strikes += 1
-                        if state.strikes > MAX_RATE_STRIKES:
+                    now = time.monotonic()
+                    if not bucket.allow(now):
+                        if not strikes.allow(now):
                             conn.close(1008, "message flood")
                             break
                         self._reply_error(conn, ProtocolError(
@@ -198,8 +200,7 @@ class SignalingEndpoint:
 
 
 class _ConnState:
-    __slots__ = ("attached", "strikes")
+    __slots__ = ("attached",)
 
     def __init__(self) -> None:
         self.attached = False
-        self.strikes = 0

@@ -90,7 +90,7 @@ options = [
 ]
 """
 
-DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s": 1.0,
+DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s": 30.0,
             "grace_s": 1.0, "max_message_bytes": 4096, "messages_per_second": 50,
             "message_burst": 100, "paris_overflow": "true"}
 
@@ -178,7 +178,16 @@ class WsClient:
         self.closed = asyncio.Event()
         self.close_code: int | None = None
         self._reader = asyncio.create_task(self._read())
+        self._pinger: asyncio.Task[None] | None = None
         self.welcome: dict[str, Any] = {}
+
+    def keep_alive(self, interval_s: float = 0.2) -> None:
+        """Ping like a real staff console does, so heartbeat expiry does not cut us off."""
+        async def loop() -> None:
+            while not self.closed.is_set():
+                await self.ws.send_str('{"type":"ping"}')
+                await asyncio.sleep(interval_s)
+        self._pinger = asyncio.create_task(loop())
 
     @classmethod
     async def connect(cls, url: str, token: str | None = None) -> WsClient:
@@ -256,6 +265,8 @@ class WsClient:
         self.events = [e for e in self.events if e.get("type") != type_]
 
     async def close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
         await self.ws.close()
         await self._reader
         await self.session.close()

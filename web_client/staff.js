@@ -1,0 +1,1004 @@
+// Shopcall staff console: presence, offers, queue, several conversations side by side,
+// product cards, canned replies, transfer, and the asynchronous messages inbox.
+
+import { SignalingClient, ShopcallError, fetchJson, newId, websocketUrl } from './protocol.js';
+import {
+  ICONS, formatDateTime, formatDuration, formatPrice, formatTime, h, icon, loadJson, safeUrl,
+  saveJson,
+} from './ui.js';
+
+const STAFF_KEY = 'shopcall.staff';
+const PRESENCE_KEY = 'shopcall.staff.presence'; // sessionStorage: survives reloads of this tab
+const MAX_TEXT = 4000;
+const PRESENCE_LABEL = { online: 'Online', away: 'Away', busy_in_store: 'Busy in store',
+  offline: 'Offline' };
+const WITHDRAWN = {
+  expired: 'was not accepted in time', closed_by_shopper: 'was cancelled by the shopper',
+  staff_offline: 'was withdrawn (you went offline)', staff_away: 'was withdrawn (you are away)',
+  staff_busy_in_store: 'was withdrawn (you are busy in store)',
+};
+const CANNED = [
+  ['Greeting', (me) => `Hello! I'm ${firstName(me)} from Harmonie Music. How can I help you?`],
+  ['One moment', () => 'Let me check that for you, one moment please.'],
+  ['Offer a video call', () => 'Would you like me to show it to you on a video call?'],
+  ['In stock', () => 'Good news: it is in stock in our store and we can set it up for you before it ships.'],
+  ['Goodbye', () => 'Thank you for your visit, have a great day!'],
+];
+
+const $ = (id) => document.getElementById(id);
+
+let client = null;
+let me = null; // welcome.staff
+let presence = 'offline';
+let queue = [];
+let queueAt = 0; // local time the snapshot arrived (ms)
+const offers = new Map(); // conversation id -> {conversation, expires_at, transferred_by}
+const convs = new Map(); // conversation id -> column state (see Column)
+let asyncTimer = null;
+
+function firstName(member) {
+  return ((member && member.name) || '').split(' ')[0] || 'your advisor';
+}
+
+function shortId(id) {
+  return String(id || '').slice(-6);
+}
+
+// Token --------------------------------------------------------------------------------
+function storedToken() {
+  let raw = null;
+  try {
+    raw = localStorage.getItem(STAFF_KEY);
+  } catch {
+    return null;
+  }
+  if (!raw) return null;
+  try {
+    const value = JSON.parse(raw);
+    if (value && typeof value === 'object') return value.token || null;
+    if (typeof value === 'string') return value;
+  } catch {
+    /* a bare token string */
+  }
+  return raw.trim() || null;
+}
+
+function tokenFromFragment() {
+  // /staff#token=... signs in without pasting (the fragment never reaches the server).
+  const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+  if (!match) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  return decodeURIComponent(match[1]);
+}
+
+async function getToken({ refresh }) {
+  const token = storedToken();
+  if (!token || refresh) {
+    const err = new ShopcallError('expired_token',
+      'This token was refused or has expired. Paste a new one.');
+    err.fatal = true;
+    throw err;
+  }
+  return token;
+}
+
+// Toasts and small helpers -------------------------------------------------------------
+function toast(text, kind = 'info') {
+  const el = h('div', { class: `toast ${kind}`, text });
+  $('toasts').append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+function errorText(err) {
+  if (!(err instanceof ShopcallError)) return 'Something went wrong.';
+  if (['disconnected', 'timeout', 'network'].includes(err.code)) {
+    return 'Not connected to the server. Try again in a moment.';
+  }
+  return err.message || err.code;
+}
+
+let audioCtx = null;
+function beep() {
+  if (!$('sound').checked) return;
+  try {
+    audioCtx = audioCtx || new AudioContext();
+    const osc = audioCtx.createOscillator();
+    const gain = audioCtx.createGain();
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.0001, audioCtx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.2, audioCtx.currentTime + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, audioCtx.currentTime + 0.35);
+    osc.connect(gain).connect(audioCtx.destination);
+    osc.start();
+    osc.stop(audioCtx.currentTime + 0.4);
+  } catch {
+    /* no audio: the visual alert is enough */
+  }
+}
+
+function updateTitle() {
+  const n = offers.size;
+  document.title = `${n ? `(${n}) ` : ''}Staff console · shopcall`;
+}
+
+function pageLabel(url) {
+  const safe = safeUrl(url);
+  if (!safe) return null;
+  const u = new URL(safe);
+  return { href: safe, text: (u.pathname === '/' ? u.host : u.pathname).slice(0, 40) };
+}
+
+function contextBits(c) {
+  return [
+    c.sku && h('span', { class: 'tag' }, 'Product ', h('strong', { text: c.sku })),
+    c.skill && h('span', { class: 'tag', text: c.skill }),
+    c.language && h('span', { class: 'tag', text: c.language.toUpperCase() }),
+    c.channel && c.channel !== 'chat' && h('span', { class: 'tag accent', text: `wants ${c.channel}` }),
+    c.store && me && c.store !== me.store && h('span', { class: 'tag', text: `store ${c.store}` }),
+  ];
+}
+
+// Sign in / out ------------------------------------------------------------------------
+function showSignIn(message) {
+  $('console').hidden = true;
+  $('who').hidden = true;
+  $('presence').hidden = true;
+  $('load').hidden = true;
+  $('sign-out').hidden = true;
+  $('sound-toggle').hidden = true;
+  $('signin').hidden = false;
+  $('signin-error').hidden = !message;
+  $('signin-error').textContent = message || '';
+  setConn('Not connected', 'off');
+  $('token').focus();
+}
+
+function signOut() {
+  if (client) client.stop();
+  client = null;
+  saveJson(STAFF_KEY, null);
+  try {
+    sessionStorage.removeItem(PRESENCE_KEY);
+  } catch {
+    /* ignore */
+  }
+  clearInterval(asyncTimer);
+  offers.clear();
+  convs.clear();
+  $('convs').replaceChildren();
+  renderOffers();
+  renderConvsEmpty();
+  showSignIn();
+}
+
+function setConn(text, kind) {
+  const el = $('conn');
+  el.textContent = text;
+  el.className = `conn-pill ${kind}`;
+}
+
+function connect() {
+  $('signin').hidden = true;
+  $('console').hidden = false;
+  $('sign-out').hidden = false;
+  $('sound-toggle').hidden = false;
+  client = new SignalingClient({ url: websocketUrl(location.origin), getToken });
+  client.on('state', ({ state, delayMs }) => {
+    if (state === 'open') setConn('Connected', 'ok');
+    else if (state === 'reconnecting') {
+      setConn(delayMs ? `Reconnecting in ${Math.ceil(delayMs / 1000)} s…` : 'Reconnecting…', 'warn');
+    } else if (state === 'connecting') setConn('Connecting…', 'warn');
+  });
+  client.on('fatal', (err) => {
+    client = null;
+    const message = err.code === 'forbidden'
+      ? 'This token is not for a known staff member.' : errorText(err);
+    if (['expired_token', 'invalid_token', 'forbidden'].includes(err.code)) {
+      saveJson(STAFF_KEY, null);
+    }
+    showSignIn(message);
+  });
+  client.on('welcome', onWelcome);
+  client.on('presence.changed', (m) => setPresence(m.status));
+  client.on('queue.snapshot', (m) => setQueue(m.queue));
+  client.on('conversation.offered', onOffered);
+  client.on('conversation.offer_withdrawn', onOfferWithdrawn);
+  client.on('conversation.accepted', (m) => {
+    // Accepted from another device of mine.
+    offers.delete(m.conversation_id);
+    renderOffers();
+    if (!convs.has(m.conversation_id)) openColumn({ conversation_id: m.conversation_id, state: 'accepted' });
+  });
+  client.on('conversation.closed', (m) => {
+    const col = convs.get(m.conversation_id);
+    if (col) endColumn(col, String(m.by || '').startsWith('shopper') ? 'The shopper ended the conversation.' : 'Conversation closed.');
+  });
+  client.on('chat.message', (m) => {
+    const col = m.message && convs.get(m.message.conversation_id);
+    if (col) addMessage(col, m.message, true);
+  });
+  client.on('chat.typing', (m) => {
+    const col = convs.get(m.conversation_id);
+    if (col && m.from !== 'staff') showTyping(col, m.typing);
+  });
+  client.on('chat.read', (m) => {
+    const col = convs.get(m.conversation_id);
+    if (col && m.from !== 'staff') {
+      col.peerRead = Math.max(col.peerRead, m.seq || 0);
+      updateReceipts(col);
+    }
+  });
+  client.on('call.proposed', (m) => onCall(m.call));
+  client.on('call.started', (m) => onCall(m.call, m.join));
+  client.on('call.declined', (m) => onCallGone(m.call_id, 'declined'));
+  client.on('call.ended', (m) => onCallGone(m.call_id, m.reason));
+  client.start().catch(() => {});
+}
+
+// Welcome and presence -----------------------------------------------------------------
+async function onWelcome(w) {
+  me = w.staff || { id: w.subject, name: w.subject, max_conversations: 1 };
+  $('who').hidden = false;
+  $('me-name').textContent = me.name;
+  $('me-store').textContent = me.store ? `· ${me.store}` : '';
+  $('presence').hidden = false;
+  $('load').hidden = false;
+  setPresence(w.presence || 'offline');
+  setQueue(w.queue || []);
+
+  const mine = new Map((w.conversations || []).map((c) => [c.conversation_id, c]));
+  for (const [cid] of offers) if (!mine.has(cid)) offers.delete(cid);
+  for (const c of mine.values()) {
+    if (c.state === 'assigned' && !offers.has(c.conversation_id)) {
+      offers.set(c.conversation_id, { conversation: c, expires_at: null });
+    }
+  }
+  renderOffers();
+  for (const col of convs.values()) {
+    if (!col.ended && !(mine.get(col.id) && mine.get(col.id).state === 'accepted')) {
+      endColumn(col, 'This conversation went back to the queue while you were disconnected.');
+    }
+  }
+  for (const c of mine.values()) if (c.state === 'accepted') openColumn(c);
+
+  let desired = null;
+  try {
+    desired = sessionStorage.getItem(PRESENCE_KEY);
+  } catch {
+    /* ignore */
+  }
+  if (desired && desired !== presence && PRESENCE_LABEL[desired]) await changePresence(desired);
+  loadAsync();
+  clearInterval(asyncTimer);
+  asyncTimer = setInterval(loadAsync, 60000);
+}
+
+function setPresence(status) {
+  presence = status;
+  for (const input of document.querySelectorAll('input[name="presence"]')) {
+    input.checked = input.value === status;
+  }
+  $('presence').dataset.status = status;
+  renderOffers();
+}
+
+async function changePresence(status) {
+  try {
+    sessionStorage.setItem(PRESENCE_KEY, status);
+  } catch {
+    /* ignore */
+  }
+  if (!client || !client.connected) {
+    setPresence(presence);
+    toast('Not connected: your status will be applied when the connection is back.', 'warn');
+    return;
+  }
+  try {
+    const result = await client.request('presence.set', { status });
+    setPresence(result.status || status);
+    if (status === 'offline') {
+      for (const col of convs.values()) {
+        if (!col.ended) endColumn(col, 'You went offline: the conversation went back to the queue.');
+      }
+    }
+  } catch (err) {
+    setPresence(presence);
+    toast(errorText(err), 'error');
+  }
+}
+
+// Queue --------------------------------------------------------------------------------
+function setQueue(list) {
+  queue = Array.isArray(list) ? list : [];
+  queueAt = Date.now();
+  renderQueue();
+}
+
+function renderQueue() {
+  const body = $('queue').tBodies[0];
+  const elapsed = (Date.now() - queueAt) / 1000;
+  body.replaceChildren(...queue.map((c) => {
+    const page = pageLabel(c.page_url);
+    return h('tr', {},
+      h('td', { class: 'num', dataset: { waiting: String(c.waiting_s || 0) } },
+        formatDuration((c.waiting_s || 0) + elapsed),
+        c.position ? h('span', { class: 'muted', text: ` #${c.position}` }) : null),
+      h('td', { text: c.sku || '—' }),
+      h('td', { text: c.skill || 'any' }),
+      h('td', { text: (c.language || '—').toUpperCase() }),
+      h('td', {}, page ? h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text }) : '—'));
+  }));
+  $('queue').hidden = !queue.length;
+  $('queue-empty').hidden = !!queue.length;
+  $('queue-count').textContent = queue.length ? String(queue.length) : '';
+}
+
+// Offers -------------------------------------------------------------------------------
+function onOffered(m) {
+  const c = m.conversation;
+  if (!c) return;
+  offers.set(c.conversation_id, { conversation: c, expires_at: m.expires_at ?? null,
+    transferred_by: m.transferred_by || null });
+  renderOffers();
+  beep();
+  toast(m.transferred_by ? `${m.transferred_by} transfers a conversation to you`
+    : 'New request from a shopper', 'info');
+}
+
+function onOfferWithdrawn(m) {
+  if (!offers.delete(m.conversation_id)) return;
+  renderOffers();
+  toast(`A request ${WITHDRAWN[m.reason] || 'was withdrawn'}.`, 'warn');
+}
+
+function activeCount() {
+  return [...convs.values()].filter((c) => !c.ended).length;
+}
+
+function renderOffers() {
+  const list = $('offers');
+  const full = me && activeCount() >= me.max_conversations;
+  list.replaceChildren(...[...offers.values()].map((offer) => {
+    const c = offer.conversation;
+    const page = pageLabel(c.page_url);
+    const accept = h('button', { class: 'btn primary', type: 'button', text: 'Accept',
+      disabled: full, onclick: () => acceptOffer(c.conversation_id, accept) });
+    const decline = h('button', { class: 'btn ghost', type: 'button', text: 'Decline',
+      onclick: () => declineOffer(c.conversation_id, decline) });
+    return h('li', { class: 'offer', dataset: { id: c.conversation_id } },
+      h('div', { class: 'offer-head' },
+        h('strong', { text: offer.transferred_by ? `Transfer from ${offer.transferred_by}` : 'New shopper' }),
+        h('span', { class: 'countdown', dataset: { expires: offer.expires_at ?? '' } })),
+      h('div', { class: 'tags' }, contextBits(c)),
+      page ? h('p', { class: 'page' }, 'On ', h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text })) : null,
+      h('div', { class: 'bar', 'aria-hidden': 'true' }, h('span')),
+      full ? h('p', { class: 'muted small', text: 'Close a conversation to take this one.' }) : null,
+      h('div', { class: 'actions' }, accept, decline));
+  }));
+  $('offers-empty').hidden = offers.size > 0;
+  $('offers-empty').replaceChildren(...(presence === 'online'
+    ? ['No request right now.']
+    : ['No request right now. Set your status to ', h('strong', { text: 'Online' }), ' to receive them.']));
+  $('offers-count').textContent = offers.size ? String(offers.size) : '';
+  updateTitle();
+  updateLoad();
+  tickCountdowns();
+}
+
+function tickCountdowns() {
+  if (!client) return;
+  const now = client.serverNow();
+  for (const li of document.querySelectorAll('.offer')) {
+    const offer = offers.get(li.dataset.id);
+    const label = li.querySelector('.countdown');
+    const bar = li.querySelector('.bar span');
+    if (!offer || offer.expires_at == null) {
+      label.textContent = '';
+      bar.parentElement.hidden = true;
+      continue;
+    }
+    const left = Math.max(0, offer.expires_at - now);
+    if (offer.total == null) offer.total = Math.max(left, 1);
+    label.textContent = left > 0 ? `${Math.ceil(left)} s left` : 'Expired';
+    label.classList.toggle('urgent', left < 10);
+    bar.style.width = `${Math.min(100, (left / offer.total) * 100)}%`;
+  }
+}
+
+async function acceptOffer(cid, button) {
+  button.disabled = true;
+  try {
+    const result = await client.request('conversation.accept', { conversation_id: cid });
+    offers.delete(cid);
+    renderOffers();
+    const col = openColumn(result.conversation, { fetch: false });
+    for (const message of result.messages || []) addMessage(col, message, false);
+    markRead(col);
+    col.input.focus();
+  } catch (err) {
+    button.disabled = false;
+    if (['not_found', 'invalid_state'].includes(err.code)) {
+      offers.delete(cid);
+      renderOffers();
+    }
+    toast(errorText(err), 'error');
+  }
+}
+
+async function declineOffer(cid, button) {
+  button.disabled = true;
+  try {
+    await client.request('conversation.decline', { conversation_id: cid });
+  } catch (err) {
+    if (!['not_found', 'invalid_state'].includes(err.code)) {
+      button.disabled = false;
+      toast(errorText(err), 'error');
+      return;
+    }
+  }
+  offers.delete(cid);
+  renderOffers();
+}
+
+function updateLoad() {
+  if (!me) return;
+  const n = activeCount();
+  $('load').textContent = `${n} / ${me.max_conversations} conversation${me.max_conversations === 1 ? '' : 's'}`;
+  $('load').classList.toggle('full', n >= me.max_conversations);
+}
+
+// Conversation columns -----------------------------------------------------------------
+function renderConvsEmpty() {
+  $('convs-empty').hidden = convs.size > 0;
+}
+
+function openColumn(summary, { fetch = true } = {}) {
+  let col = convs.get(summary.conversation_id);
+  if (col && !col.ended) {
+    Object.assign(col.summary, summary);
+    renderHeader(col);
+    if (fetch) resume(col);
+    return col;
+  }
+  if (col) col.el.remove();
+  col = {
+    id: summary.conversation_id, summary: { ...summary }, messages: new Map(), lastSeq: 0,
+    outbox: new Map(), peerRead: 0, readSent: 0, call: summary.call || null, ended: false,
+    acceptedAt: Date.now(), typingTimer: null, typingSentAt: 0, peerTypingTimer: null,
+  };
+  convs.set(col.id, col);
+  buildColumn(col);
+  renderConvsEmpty();
+  updateLoad();
+  renderOffers();
+  if (fetch) resume(col);
+  return col;
+}
+
+async function resume(col) {
+  try {
+    const result = await client.request('conversation.resume',
+      { conversation_id: col.id, after_seq: col.lastSeq });
+    if (result.conversation) {
+      Object.assign(col.summary, result.conversation);
+      col.call = result.conversation.call || col.call;
+      renderHeader(col);
+      renderCall(col);
+    }
+    for (const message of result.messages || []) addMessage(col, message, false);
+    for (const [clientId, item] of col.outbox) if (item.retryable) send(col, item.payload, clientId);
+    markRead(col);
+  } catch (err) {
+    toast(errorText(err), 'error');
+  }
+}
+
+function buildColumn(col) {
+  const uid = newId('c');
+  col.header = h('header', { class: 'conv-head' });
+  col.callBar = h('div', { class: 'callbar', hidden: true, role: 'status' });
+  col.log = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
+  col.typing = h('p', { class: 'typing', 'aria-live': 'polite' });
+  col.input = h('textarea', { id: `${uid}-input`, rows: 2, maxLength: MAX_TEXT,
+    placeholder: 'Write a reply… (Enter to send, Shift+Enter for a new line)' });
+  col.input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      col.composer.requestSubmit();
+    }
+  });
+  col.input.addEventListener('input', () => onInput(col));
+  col.composer = h('form', { class: 'composer' },
+    h('label', { class: 'vh', for: col.input.id, text: 'Reply' }), col.input,
+    h('button', { class: 'btn primary send', type: 'submit', 'aria-label': 'Send reply' }, icon(ICONS.send)));
+  col.composer.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = col.input.value.trim();
+    if (!text) return;
+    col.input.value = '';
+    stopTyping(col);
+    send(col, { text });
+  });
+  const canned = h('div', { class: 'canned', role: 'group', 'aria-label': 'Quick replies' },
+    CANNED.map(([label, make]) => h('button', { class: 'chip', type: 'button', text: label,
+      onclick: () => {
+        col.input.value = make(me);
+        col.input.focus();
+      } })));
+  col.tools = h('div', { class: 'tools' }, canned, productForm(col, uid), transferForm(col, uid),
+    closeControl(col));
+  col.endedEl = h('div', { class: 'ended', hidden: true, role: 'status' });
+  col.el = h('article', { class: 'conv', 'aria-label': `Conversation with shopper ${shortId(col.summary.shopper_id || col.id)}` },
+    col.header, col.callBar, col.log, col.typing, col.endedEl, col.composer, col.tools);
+  col.el.addEventListener('focusin', () => markRead(col));
+  col.el.addEventListener('pointerdown', () => markRead(col));
+  $('convs').append(col.el);
+  renderHeader(col);
+  renderCall(col);
+}
+
+function renderHeader(col) {
+  const c = col.summary;
+  const page = pageLabel(c.page_url);
+  col.header.replaceChildren(
+    h('div', { class: 'conv-title' },
+      h('h3', { text: `Shopper ${shortId(c.shopper_id || col.id)}` }),
+      h('span', { class: `state ${col.ended ? 'closed' : c.state}`, text: col.ended ? 'closed' : (c.state || '') })),
+    h('div', { class: 'tags' }, contextBits(c)),
+    page ? h('p', { class: 'page' }, 'Came from ', h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text })) : null,
+    c.opened_at ? h('p', { class: 'muted small', text: `Opened at ${formatTime(c.opened_at)}` }) : null);
+}
+
+function productForm(col, uid) {
+  const field = (name, label, attrs = {}) => {
+    const input = h('input', { id: `${uid}-${name}`, name, ...attrs });
+    return h('div', { class: `field f-${name}` }, h('label', { for: input.id, text: label }), input);
+  };
+  const status = h('p', { class: 'error small', role: 'alert', hidden: true });
+  const form = h('form', { class: 'mini-form' },
+    field('sku', 'SKU', { required: true, maxLength: 64, value: col.summary.sku || '' }),
+    field('title', 'Title', { required: true, maxLength: 200 }),
+    field('price', 'Price', { type: 'number', min: '0', step: '0.01', inputmode: 'decimal' }),
+    field('currency', 'Currency', { maxLength: 3, value: 'EUR', pattern: '[A-Z]{3}' }),
+    field('image_url', 'Image URL', { type: 'url', placeholder: 'https://…' }),
+    field('link', 'Link', { type: 'url', placeholder: 'https://…' }),
+    status,
+    h('button', { class: 'btn primary small', type: 'submit', text: 'Send product card' }));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    const card = { sku: data.sku.trim(), title: data.title.trim() };
+    if (data.price !== '') card.price = Number(data.price);
+    const currency = data.currency.trim().toUpperCase();
+    if (currency && card.price !== undefined) card.currency = currency;
+    for (const key of ['image_url', 'link']) {
+      const value = data[key].trim();
+      if (value) {
+        if (!/^https?:\/\//.test(value)) {
+          status.hidden = false;
+          status.textContent = `${key === 'link' ? 'Link' : 'Image URL'} must start with http:// or https://`;
+          return;
+        }
+        card[key] = value;
+      }
+    }
+    if (!card.sku || !card.title) {
+      status.hidden = false;
+      status.textContent = 'SKU and title are needed.';
+      return;
+    }
+    status.hidden = true;
+    send(col, { card });
+    details.open = false;
+  });
+  const details = h('details', { class: 'tool' }, h('summary', { text: 'Product card' }), form);
+  return details;
+}
+
+function transferForm(col, uid) {
+  const target = h('input', { id: `${uid}-target`, required: true, maxLength: 64 });
+  const toStaff = h('input', { type: 'radio', name: `${uid}-kind`, value: 'staff', checked: true });
+  const toSkill = h('input', { type: 'radio', name: `${uid}-kind`, value: 'skill' });
+  const label = h('label', { for: target.id, text: 'Colleague id' });
+  const syncLabel = () => {
+    label.textContent = toStaff.checked ? 'Colleague id' : 'Skill';
+    target.placeholder = toStaff.checked ? 'e.g. ines' : 'e.g. pianos';
+  };
+  toStaff.addEventListener('change', syncLabel);
+  toSkill.addEventListener('change', syncLabel);
+  syncLabel();
+  const form = h('form', { class: 'mini-form' },
+    h('fieldset', { class: 'inline' }, h('legend', { text: 'Transfer to' }),
+      h('label', {}, toStaff, ' a colleague'), h('label', {}, toSkill, ' a skill')),
+    h('div', { class: 'field' }, label, target),
+    h('button', { class: 'btn small', type: 'submit', text: 'Transfer' }));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const value = target.value.trim();
+    if (!value) return;
+    const fields = { conversation_id: col.id };
+    if (toStaff.checked) fields.to_staff = value;
+    else fields.to_skill = value;
+    try {
+      await client.request('conversation.transfer', fields);
+      toast(`Conversation transferred to ${value}.`, 'ok');
+      removeColumn(col);
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  return h('details', { class: 'tool' }, h('summary', { text: 'Transfer' }), form);
+}
+
+function closeControl(col) {
+  const wrap = h('div', { class: 'close-wrap' });
+  const ask = () => {
+    wrap.replaceChildren(h('span', { text: 'End this conversation?' }),
+      h('button', { class: 'btn danger small', type: 'button', text: 'End', onclick: doClose }),
+      h('button', { class: 'btn ghost small', type: 'button', text: 'Cancel', onclick: reset }));
+    wrap.querySelector('button').focus();
+  };
+  const reset = () => wrap.replaceChildren(h('button', { class: 'btn ghost small', type: 'button',
+    text: 'End conversation', onclick: ask }));
+  const doClose = async () => {
+    try {
+      await client.request('conversation.close', { conversation_id: col.id });
+      endColumn(col, 'You ended the conversation.');
+    } catch (err) {
+      if (err.code === 'not_found') endColumn(col, 'Conversation closed.');
+      else toast(errorText(err), 'error');
+      reset();
+    }
+  };
+  reset();
+  return wrap;
+}
+
+function endColumn(col, reason) {
+  if (col.ended) return;
+  col.ended = true;
+  col.call = null;
+  renderCall(col);
+  col.el.classList.add('is-ended');
+  col.composer.hidden = true;
+  col.tools.hidden = true;
+  col.typing.replaceChildren();
+  col.endedEl.hidden = false;
+  col.endedEl.replaceChildren(h('p', { text: reason }),
+    h('button', { class: 'btn small', type: 'button', text: 'Dismiss', onclick: () => removeColumn(col) }));
+  renderHeader(col);
+  updateLoad();
+  renderOffers();
+}
+
+function removeColumn(col) {
+  col.el.remove();
+  convs.delete(col.id);
+  renderConvsEmpty();
+  updateLoad();
+  renderOffers();
+}
+
+// Messages -----------------------------------------------------------------------------
+function addMessage(col, message, live) {
+  if (message.from === 'staff' && message.client_id && col.outbox.has(message.client_id)) {
+    col.outbox.delete(message.client_id);
+    col.log.querySelector(`[data-client-id="${CSS.escape(message.client_id)}"]`)?.remove();
+  }
+  if (col.messages.has(message.seq)) return;
+  col.messages.set(message.seq, message);
+  const gap = message.seq > col.lastSeq + 1;
+  while (col.messages.has(col.lastSeq + 1)) col.lastSeq += 1;
+  renderMessage(col, message);
+  if (message.from === 'shopper') {
+    showTyping(col, false);
+    if (live) markRead(col);
+  }
+  if (gap && live && client && client.connected) {
+    client.request('conversation.resume', { conversation_id: col.id, after_seq: col.lastSeq })
+      .then((r) => (r.messages || []).forEach((m) => addMessage(col, m, false)))
+      .catch(() => {});
+  }
+}
+
+function renderMessage(col, message) {
+  const mine = message.from === 'staff';
+  const own = mine && message.sender_id === (me && me.id);
+  let who = 'Shopper';
+  if (mine) who = own ? 'You' : `Colleague (${message.sender_id})`;
+  let content;
+  if (message.kind === 'product_card' && message.card) content = productCard(message.card);
+  else if (message.kind === 'async') content = h('p', { class: 'text', text: `Left a message: ${message.text || ''}` });
+  else content = h('p', { class: 'text', text: message.text || '' });
+  const li = h('li', { class: `msg ${mine ? 'mine' : 'theirs'} kind-${message.kind || 'text'}`,
+    dataset: { seq: String(message.seq) } },
+  h('span', { class: 'who', text: who }),
+  h('div', { class: 'bubble' }, content),
+  h('span', { class: 'meta' }, formatTime(message.at), mine ? h('span', { class: 'receipt' }) : null));
+  const after = [...col.log.querySelectorAll('li.msg[data-seq]')]
+    .find((el) => Number(el.dataset.seq) > message.seq);
+  if (after) col.log.insertBefore(li, after);
+  else {
+    const pending = col.log.querySelector('li.pending');
+    if (pending) col.log.insertBefore(li, pending);
+    else col.log.append(li);
+  }
+  updateReceipts(col);
+  col.log.scrollTop = col.log.scrollHeight;
+}
+
+function productCard(card) {
+  const link = safeUrl(card.link);
+  const image = safeUrl(card.image_url);
+  return h('div', { class: 'pcard' },
+    image ? h('img', { src: image, alt: '', loading: 'lazy', referrerpolicy: 'no-referrer' }) : null,
+    h('div', {},
+      h('strong', { text: card.title }),
+      card.price != null ? h('span', { class: 'price', text: formatPrice(card.price, card.currency) }) : null,
+      h('span', { class: 'muted small', text: `Ref. ${card.sku}` }),
+      link ? h('a', { href: link, target: '_blank', rel: 'noopener', text: 'Open link' }) : null));
+}
+
+function renderPending(col, clientId, item) {
+  const existing = col.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`);
+  const content = item.payload.card ? productCard(item.payload.card)
+    : h('p', { class: 'text', text: item.payload.text });
+  const meta = item.status === 'failed'
+    ? h('span', { class: 'meta failed' }, 'Not sent. ', h('button', { class: 'link', type: 'button',
+      text: 'Retry', onclick: () => send(col, item.payload, clientId) }))
+    : h('span', { class: 'meta', text: 'Sending…' });
+  const li = h('li', { class: `msg mine pending${item.payload.card ? ' kind-product_card' : ''}`, dataset: { clientId } },
+    h('span', { class: 'who', text: 'You' }), h('div', { class: 'bubble' }, content), meta);
+  if (existing) existing.replaceWith(li);
+  else col.log.append(li);
+  col.log.scrollTop = col.log.scrollHeight;
+}
+
+async function send(col, payload, clientId = newId('msg')) {
+  if (col.ended) return;
+  const item = { payload, status: 'sending' };
+  col.outbox.set(clientId, item);
+  renderPending(col, clientId, item);
+  try {
+    const result = await client.request('chat.send', { conversation_id: col.id, ...payload },
+      { id: clientId });
+    if (result.message) addMessage(col, { ...result.message, client_id: clientId }, false);
+  } catch (err) {
+    if (!col.outbox.has(clientId)) return;
+    item.status = 'failed';
+    item.retryable = ['disconnected', 'timeout'].includes(err.code);
+    renderPending(col, clientId, item);
+    if (!item.retryable) toast(errorText(err), 'error');
+  }
+}
+
+function updateReceipts(col) {
+  const mine = [...col.log.querySelectorAll('li.msg.mine[data-seq]')];
+  mine.forEach((li, i) => {
+    const receipt = li.querySelector('.receipt');
+    if (!receipt) return;
+    const last = i === mine.length - 1;
+    receipt.textContent = last ? (Number(li.dataset.seq) <= col.peerRead ? ' · Read' : ' · Sent') : '';
+  });
+}
+
+function markRead(col) {
+  if (!client || !client.connected || col.ended || document.visibilityState !== 'visible') return;
+  let latest = 0;
+  for (const [seq, m] of col.messages) if (m.from === 'shopper' && seq > latest) latest = seq;
+  if (latest > col.readSent) {
+    col.readSent = latest;
+    client.notify('chat.read', { conversation_id: col.id, seq: latest });
+  }
+}
+
+function onInput(col) {
+  const now = Date.now();
+  if (col.input.value && now - col.typingSentAt > 3000) {
+    col.typingSentAt = now;
+    client?.notify('chat.typing', { conversation_id: col.id, typing: true });
+  }
+  clearTimeout(col.typingTimer);
+  col.typingTimer = setTimeout(() => stopTyping(col), 4000);
+}
+
+function stopTyping(col) {
+  clearTimeout(col.typingTimer);
+  if (col.typingSentAt) client?.notify('chat.typing', { conversation_id: col.id, typing: false });
+  col.typingSentAt = 0;
+}
+
+function showTyping(col, typing) {
+  clearTimeout(col.peerTypingTimer);
+  if (!typing) {
+    col.typing.replaceChildren();
+    return;
+  }
+  col.typing.replaceChildren(h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')),
+    'The shopper is typing…');
+  col.peerTypingTimer = setTimeout(() => col.typing.replaceChildren(), 8000);
+}
+
+// Calls (signalling only; media comes with the media server) -----------------------------
+function onCall(call, join) {
+  const col = call && convs.get(call.conversation_id);
+  if (!col) return;
+  col.call = call;
+  col.join = join || col.join;
+  col.callNote = '';
+  renderCall(col);
+  if (call.started_at == null && !String(call.proposed_by || '').startsWith('staff')) beep();
+}
+
+function onCallGone(callId, reason) {
+  for (const col of convs.values()) {
+    if (col.call && col.call.call_id === callId) {
+      const started = col.call.started_at != null;
+      col.call = null;
+      col.callNote = reason === 'declined' ? 'The shopper declined the call.'
+        : started ? 'Call ended.' : 'Call request cancelled.';
+      renderCall(col);
+    }
+  }
+}
+
+function renderCall(col) {
+  const call = col.call;
+  const items = [];
+  if (call) {
+    const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
+    const fromShopper = String(call.proposed_by || '').startsWith('shopper');
+    if (call.started_at != null) {
+      items.push(h('span', { class: 'call-state live', text: `${kind} in progress` }));
+      if (!col.join || col.join.media_available === false) {
+        items.push(h('span', { class: 'muted small', text: 'Media is not available on this server: keep chatting.' }));
+      }
+      items.push(h('button', { class: 'btn danger small', type: 'button', text: 'End call',
+        onclick: () => callAction(col, 'call.end') }));
+    } else if (fromShopper) {
+      items.push(h('span', { class: 'call-state', text: `The shopper asks for a ${kind.toLowerCase()}` }));
+      items.push(h('button', { class: 'btn primary small', type: 'button', text: 'Accept',
+        onclick: () => callAction(col, 'call.accept') }));
+      items.push(h('button', { class: 'btn ghost small', type: 'button', text: 'Decline',
+        onclick: () => callAction(col, 'call.decline') }));
+    } else {
+      items.push(h('span', { class: 'call-state', text: `${kind} proposed, waiting for the shopper…` }));
+    }
+  }
+  if (col.callNote) items.push(h('span', { class: 'muted small', text: col.callNote }));
+  col.callBar.hidden = !items.length;
+  col.callBar.replaceChildren(...items);
+}
+
+async function callAction(col, type) {
+  const call = col.call;
+  if (!call) return;
+  try {
+    const result = await client.request(type, { call_id: call.call_id });
+    if (type === 'call.accept') onCall(result.call, result.join);
+    else {
+      col.call = null;
+      col.callNote = type === 'call.decline' ? 'You declined the call.' : 'Call ended.';
+      renderCall(col);
+    }
+  } catch (err) {
+    col.callNote = err.code === 'media_unavailable'
+      ? 'Calls are not available on this server.' : errorText(err);
+    renderCall(col);
+  }
+}
+
+// Asynchronous messages ----------------------------------------------------------------
+async function loadAsync() {
+  const token = storedToken();
+  if (!token) return;
+  const showAnswered = $('async-answered').checked;
+  const url = `/api/async-messages${showAnswered ? '' : '?answered=false'}`;
+  try {
+    const data = await fetchJson(url, { token });
+    $('async-error').hidden = true;
+    renderAsync(data.async_messages || []);
+  } catch (err) {
+    $('async-error').hidden = false;
+    $('async-error').textContent = `Could not load messages: ${errorText(err)}`;
+  }
+}
+
+function renderAsync(list) {
+  const ul = $('async');
+  // Keep what staff are typing in open answer boxes across refreshes.
+  const drafts = new Map([...ul.querySelectorAll('textarea')].map((t) => [t.dataset.id, t.value]));
+  const focused = document.activeElement && document.activeElement.dataset
+    ? document.activeElement.dataset.id : null;
+  const sorted = [...list].sort((a, b) => (a.answer ? 1 : 0) - (b.answer ? 1 : 0)
+    || a.created_at - b.created_at);
+  ul.replaceChildren(...sorted.map((m) => asyncItem(m, drafts.get(String(m.id)))));
+  if (focused) ul.querySelector(`textarea[data-id="${CSS.escape(focused)}"]`)?.focus();
+  const waiting = list.filter((m) => !m.answer).length;
+  $('async-count').textContent = waiting ? String(waiting) : '';
+  $('async-empty').hidden = list.length > 0;
+}
+
+function contactLink(contact) {
+  if (/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(contact)) {
+    return h('a', { href: `mailto:${contact}`, text: contact });
+  }
+  if (/^\+?[0-9 ().-]{6,}$/.test(contact)) {
+    return h('a', { href: `tel:${contact.replace(/[^0-9+]/g, '')}`, text: contact });
+  }
+  return h('span', { text: contact });
+}
+
+function asyncItem(m, draft) {
+  const uid = newId('a');
+  const meta = h('p', { class: 'muted small' }, formatDateTime(m.created_at),
+    m.skill ? ` · ${m.skill}` : '', m.store ? ` · ${m.store}` : '');
+  const head = [meta, h('blockquote', { text: m.text }),
+    h('p', { class: 'small' }, 'Contact: ', contactLink(m.contact))];
+  if (m.answer) {
+    return h('li', { class: 'async-item answered' }, ...head,
+      h('p', { class: 'answer' }, h('strong', { text: `Answered${m.answered_by ? ` by ${m.answered_by}` : ''}: ` }), m.answer));
+  }
+  const text = h('textarea', { id: `${uid}-answer`, rows: 3, required: true, maxLength: 4000,
+    dataset: { id: String(m.id) } });
+  if (draft) text.value = draft;
+  const button = h('button', { class: 'btn primary small', type: 'submit', text: 'Send answer' });
+  const form = h('form', { class: 'mini-form' },
+    h('label', { for: text.id, text: 'Your answer' }), text, button);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const answer = text.value.trim();
+    if (!answer) return;
+    button.disabled = true;
+    try {
+      await fetchJson(`/api/async-messages/${encodeURIComponent(m.id)}/answer`,
+        { method: 'POST', token: storedToken(), body: { answer } });
+      text.value = '';
+      toast('Answer sent. The shopper sees it next time they open the chat.', 'ok');
+      loadAsync();
+    } catch (err) {
+      button.disabled = false;
+      toast(errorText(err), 'error');
+    }
+  });
+  return h('li', { class: 'async-item' }, ...head, form);
+}
+
+// Start --------------------------------------------------------------------------------
+function start() {
+  const fromFragment = tokenFromFragment();
+  if (fromFragment) saveJson(STAFF_KEY, { token: fromFragment });
+  $('signin-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = $('token').value.trim();
+    if (!token) return;
+    saveJson(STAFF_KEY, { token });
+    $('token').value = '';
+    connect();
+  });
+  $('sign-out').addEventListener('click', signOut);
+  for (const input of document.querySelectorAll('input[name="presence"]')) {
+    input.addEventListener('change', () => changePresence(input.value));
+  }
+  $('async-refresh').addEventListener('click', loadAsync);
+  $('async-answered').addEventListener('change', loadAsync);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') for (const col of convs.values()) markRead(col);
+  });
+  setInterval(() => {
+    tickCountdowns();
+    if (queue.length) {
+      const elapsed = (Date.now() - queueAt) / 1000;
+      for (const td of document.querySelectorAll('#queue td[data-waiting]')) {
+        td.firstChild.textContent = formatDuration(Number(td.dataset.waiting) + elapsed);
+      }
+    }
+  }, 500);
+  renderConvsEmpty();
+  renderOffers();
+  renderQueue();
+  if (storedToken()) connect();
+  else showSignIn();
+}
+
+start();

@@ -1,0 +1,1146 @@
+// Shopcall shopper widget: one <script type="module"> tag on any shop page.
+//
+//   <script type="module" src="https://shopcall.example/static/widget.js"
+//           data-store="lyon" data-skill="guitars" data-sku="GTR-AC-114"
+//           data-language="en"></script>
+//
+// Optional attributes: data-title (panel title), data-product (product name shown as
+// context), data-color (brand colour), data-server (shopcall base URL; default: where this
+// script was loaded from), data-position="left". Any element of the page with the attribute
+// `data-shopcall-open` opens the widget when clicked; `window.Shopcall.open()` does the same.
+//
+// The widget lives in an open shadow root so the shop's CSS and ours cannot collide.
+
+import { SignalingClient, ShopcallError, fetchJson, newId, websocketUrl } from './protocol.js';
+import {
+  ICONS, formatPrice, formatTime, formatWait, h, icon, loadJson, safeUrl, saveJson,
+} from './ui.js';
+
+const SESSION_KEY = 'shopcall.session';
+const LIVE = new Set(['queued', 'assigned', 'accepted']);
+const MAX_TEXT = 4000;
+
+// Configuration ------------------------------------------------------------------------
+function readConfig() {
+  const scripts = [...document.querySelectorAll('script[src]')];
+  const script = scripts.find((s) => s.src === import.meta.url)
+    || scripts.find((s) => /\/widget\.js(\?|$)/.test(s.src));
+  const d = (script && script.dataset) || {};
+  const extra = window.ShopcallConfig || {};
+  const pick = (name) => extra[name] ?? d[name] ?? null;
+  const server = pick('server') || new URL(import.meta.url).origin;
+  return {
+    server: server.replace(/\/+$/, ''),
+    store: pick('store'),
+    skill: pick('skill'),
+    sku: pick('sku'),
+    language: pick('language') || document.documentElement.lang || null,
+    title: pick('title') || 'Talk to an expert',
+    product: pick('product'),
+    color: pick('color'),
+    position: pick('position') === 'left' ? 'left' : 'right',
+  };
+}
+
+const config = readConfig();
+const api = (path) => `${config.server}${path}`;
+
+// Session (localStorage "shopcall.session") --------------------------------------------
+// {token, shopper_id, expires_at, conversation_id, accepted, open, pending_leave:
+//  {conversation_id, text, contact}, feedback_due, awaiting: [conversation ids with a left
+//  message], seen_answers: [async message ids already shown]}
+let session = loadJson(SESSION_KEY) || {};
+
+function saveSession(patch) {
+  session = { ...session, ...patch };
+  saveJson(SESSION_KEY, session);
+}
+
+async function getToken({ refresh }) {
+  const now = Date.now() / 1000;
+  if (!refresh && session.token && (session.expires_at || 0) - now > 60) return session.token;
+  const data = await fetchJson(api('/api/shopper-token'), { method: 'POST', body: {} });
+  if (session.shopper_id && session.shopper_id !== data.shopper_id) {
+    // A new identity cannot see the previous one's conversations.
+    saveSession({ conversation_id: null, accepted: false, pending_leave: null,
+      feedback_due: null, awaiting: [] });
+  }
+  saveSession({ token: data.token, shopper_id: data.shopper_id, expires_at: data.expires_at });
+  return data.token;
+}
+
+// State --------------------------------------------------------------------------------
+let client = null;
+let availability = null;
+let questions = null;
+let view = 'home';
+let conv = null; // the conversation on screen, see newConv()
+let panelOpen = false;
+let unread = 0;
+let typingTimer = null;
+let typingSentAt = 0;
+let peerTypingTimer = null;
+
+function newConv(summary) {
+  return {
+    id: summary.conversation_id,
+    state: summary.state,
+    channel: summary.channel || 'chat',
+    staff: summary.staff || null,
+    position: summary.position ?? null,
+    wait: summary.estimated_wait_s ?? null,
+    messages: new Map(), // seq -> message
+    lastSeq: 0, // highest seq such that every seq up to it has been seen
+    outbox: new Map(), // client id -> {text, status: sending|failed, error}
+    peerRead: 0,
+    readSent: 0,
+    call: summary.call || null,
+    callNote: '',
+    autoCallDone: false,
+  };
+}
+
+// DOM ----------------------------------------------------------------------------------
+const host = h('div', { id: 'shopcall-widget', class: `pos-${config.position}` });
+host.hidden = true; // until the stylesheet has loaded
+const root = host.attachShadow({ mode: 'open' });
+const styleLink = h('link', { rel: 'stylesheet', href: new URL('./widget.css', import.meta.url).href });
+styleLink.addEventListener('load', () => { host.hidden = false; });
+styleLink.addEventListener('error', () => { host.hidden = false; });
+if (config.color) host.style.setProperty('--sc-brand', config.color);
+
+const badge = h('span', { class: 'badge', hidden: true, 'aria-hidden': 'true' });
+const launcher = h('button', {
+  class: 'launcher', type: 'button', 'aria-expanded': 'false', 'aria-controls': 'sc-panel',
+  'aria-label': `${config.title}: open chat`,
+  onclick: () => (panelOpen ? closePanel() : openPanel()),
+}, icon(ICONS.chat, { size: 26 }), h('span', { class: 'launcher-text', text: 'Chat' }), badge);
+
+const titleEl = h('h2', { id: 'sc-title', text: config.title });
+const subEl = h('p', { class: 'sub', id: 'sc-sub', text: 'Our in-store specialists are here to help' });
+const connEl = h('div', { class: 'conn', role: 'status', hidden: true });
+const body = h('div', { class: 'body' });
+const answersEl = h('div', { class: 'answers' });
+const announcer = h('div', { class: 'vh', 'aria-live': 'assertive', role: 'status' });
+const panel = h('section', {
+  class: 'panel', id: 'sc-panel', role: 'dialog', 'aria-labelledby': 'sc-title',
+  'aria-describedby': 'sc-sub', hidden: true,
+},
+h('header', { class: 'head' },
+  h('div', { class: 'avatar', 'aria-hidden': 'true' }, icon(ICONS.chat, { size: 20 })),
+  h('div', { class: 'head-text' }, titleEl, subEl),
+  h('button', { class: 'icon-btn', type: 'button', 'aria-label': 'Minimise chat',
+    onclick: () => closePanel() }, icon(ICONS.close))),
+connEl, answersEl, body, announcer);
+
+root.append(styleLink, panel, launcher);
+
+panel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') {
+    e.stopPropagation();
+    closePanel();
+  }
+});
+
+function announce(text) {
+  announcer.textContent = '';
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+function setBadge(n) {
+  unread = n;
+  badge.hidden = !n;
+  badge.textContent = n > 9 ? '9+' : String(n);
+  launcher.setAttribute('aria-label', n
+    ? `${config.title}: open chat, ${n} new message${n === 1 ? '' : 's'}`
+    : `${config.title}: open chat`);
+}
+
+function openPanel() {
+  panelOpen = true;
+  panel.hidden = false;
+  launcher.setAttribute('aria-expanded', 'true');
+  launcher.classList.add('is-open');
+  saveSession({ open: true });
+  setBadge(0);
+  if (view === 'home' && !conv) renderHome();
+  markRead();
+  focusFirst();
+}
+
+function closePanel() {
+  panelOpen = false;
+  panel.hidden = true;
+  launcher.setAttribute('aria-expanded', 'false');
+  launcher.classList.remove('is-open');
+  saveSession({ open: false });
+  launcher.focus();
+}
+
+function focusFirst() {
+  requestAnimationFrame(() => {
+    const target = body.querySelector('[data-autofocus]')
+      || body.querySelector('textarea, input, button, a[href]');
+    if (target && panelOpen) target.focus({ preventScroll: true });
+  });
+}
+
+function show(name, ...content) {
+  view = name;
+  body.replaceChildren(h('div', { class: `view view-${name}` }, ...content));
+  if (panelOpen) focusFirst();
+}
+
+function setConnection(state, extra = {}) {
+  if (state === 'reconnecting' && (conv || session.conversation_id)) {
+    connEl.hidden = false;
+    connEl.textContent = extra.delayMs > 3000
+      ? 'Connection lost. Trying again…' : 'Reconnecting…';
+  } else {
+    connEl.hidden = true;
+  }
+}
+
+function errorText(err) {
+  if (!(err instanceof ShopcallError)) return 'Something went wrong. Please try again.';
+  switch (err.code) {
+    case 'network':
+    case 'disconnected':
+    case 'timeout':
+      return 'We could not reach our team. Check your connection and try again.';
+    case 'rate_limited':
+      return 'Please wait a moment before trying again.';
+    default:
+      return err.message || 'Something went wrong. Please try again.';
+  }
+}
+
+function errorBox(text) {
+  return h('p', { class: 'error', role: 'alert', text });
+}
+
+// Connection ---------------------------------------------------------------------------
+function ensureClient(timeoutMs = 15000) {
+  if (client && client.state !== 'stopped') {
+    if (client.connected) return Promise.resolve(client.welcome);
+    return new Promise((resolve, reject) => {
+      const done = () => { off(); offFatal(); clearTimeout(timer); };
+      const off = client.on('welcome', (w) => { done(); resolve(w); });
+      const offFatal = client.on('fatal', (e) => { done(); reject(e); });
+      const timer = setTimeout(() => {
+        done();
+        reject(new ShopcallError('timeout', 'could not connect'));
+      }, timeoutMs);
+    });
+  }
+  client = new SignalingClient({ url: websocketUrl(config.server), getToken });
+  client.on('state', ({ state, ...extra }) => setConnection(state, extra));
+  client.on('welcome', onWelcome);
+  client.on('queue.position', onQueuePosition);
+  client.on('conversation.queued', onQueuePosition);
+  client.on('conversation.accepted', onAccepted);
+  client.on('conversation.requeued', onRequeued);
+  client.on('conversation.transferred', onTransferred);
+  client.on('conversation.missed', onMissed);
+  client.on('conversation.closed', onClosed);
+  client.on('feedback.requested', onFeedbackRequested);
+  client.on('chat.message', (m) => m.message && addMessage(m.message, true));
+  client.on('chat.typing', onPeerTyping);
+  client.on('chat.read', onPeerRead);
+  client.on('call.proposed', (m) => onCall(m.call, 'proposed'));
+  client.on('call.started', (m) => onCall(m.call, 'started', m.join));
+  client.on('call.declined', (m) => onCallGone(m.call_id, 'declined'));
+  client.on('call.ended', (m) => onCallGone(m.call_id, m.reason));
+  client.on('media.notice', (m) => conv && setCallNote(m.message || m.text || ''));
+  client.on('async.answered', (m) => m.async_message && showAnswer(m.async_message));
+  client.start().catch(() => {});
+  return ensureClient(timeoutMs);
+}
+
+async function onWelcome(welcome) {
+  const summaries = Array.isArray(welcome.conversations) ? welcome.conversations : [];
+  const byId = new Map(summaries.map((s) => [s.conversation_id, s]));
+  let current = conv ? byId.get(conv.id) : byId.get(session.conversation_id);
+  if (!current) {
+    // Another tab of this shopper may have opened one.
+    current = summaries.find((s) => LIVE.has(s.state)) || null;
+  }
+  if (current && session.pending_leave
+      && session.pending_leave.conversation_id === current.conversation_id
+      && current.state === 'missed') {
+    await leaveMessage(current.conversation_id, session.pending_leave);
+  } else if (current && LIVE.has(current.state)) {
+    await resume(current);
+  } else if (current && current.state === 'closed'
+      && (session.feedback_due === current.conversation_id
+        || (session.accepted && session.conversation_id === current.conversation_id))) {
+    conv = null;
+    saveSession({ conversation_id: null, accepted: false, feedback_due: current.conversation_id });
+    if (view !== 'feedback') renderFeedback(current.conversation_id);
+  } else if (current && current.state === 'missed'
+      && (conv?.id === current.conversation_id
+        || session.conversation_id === current.conversation_id)) {
+    conv = null;
+    saveSession({ conversation_id: null });
+    renderMissed(current.conversation_id);
+  } else if (conv) {
+    // Closed while we were away (without a specialist), or no longer ours.
+    conv = null;
+    saveSession({ conversation_id: null });
+    renderHome();
+  } else if (!current && session.conversation_id) {
+    saveSession({ conversation_id: null });
+  }
+  if (view === 'loading') renderHome();
+  await checkAnswers(summaries);
+}
+
+async function resume(summary) {
+  const fresh = !conv || conv.id !== summary.conversation_id;
+  if (fresh) {
+    conv = newConv(summary);
+    saveSession({ conversation_id: conv.id });
+    renderChat();
+  }
+  let result;
+  try {
+    result = await client.request('conversation.resume',
+      { conversation_id: conv.id, after_seq: conv.lastSeq });
+  } catch (err) {
+    if (err.code === 'not_found') {
+      conv = null;
+      saveSession({ conversation_id: null });
+      renderHome();
+    }
+    return;
+  }
+  applySummary(result.conversation || summary);
+  for (const message of result.messages || []) addMessage(message, !fresh);
+  if (!LIVE.has(conv.state)) return;
+  // Messages typed while offline: the same id makes the resend idempotent.
+  for (const [clientId, item] of conv.outbox) {
+    if (item.status !== 'failed' || item.retryable) sendText(item.text, clientId);
+  }
+  markRead();
+}
+
+function applySummary(summary) {
+  if (!conv || !summary) return;
+  conv.state = summary.state || conv.state;
+  conv.staff = summary.staff || conv.staff;
+  if ('position' in summary) conv.position = summary.position;
+  if ('estimated_wait_s' in summary) conv.wait = summary.estimated_wait_s;
+  if (summary.call) conv.call = summary.call;
+  if (conv.state === 'accepted') saveSession({ accepted: true });
+  updateChatStatus();
+}
+
+async function checkAnswers(summaries) {
+  const awaiting = new Set(session.awaiting || []);
+  const missed = summaries.filter((s) => s.state === 'missed' && awaiting.has(s.conversation_id));
+  for (const s of missed.slice(0, 5)) {
+    const inline = Array.isArray(s.async_messages) ? s.async_messages : null;
+    let asyncs = inline;
+    if (!asyncs) {
+      try {
+        asyncs = (await client.request('conversation.resume',
+          { conversation_id: s.conversation_id, after_seq: 0 })).async_messages || [];
+      } catch {
+        continue;
+      }
+    }
+    for (const a of asyncs) if (a.answer) showAnswer(a);
+  }
+}
+
+// Views --------------------------------------------------------------------------------
+function contextChip() {
+  const what = config.product || config.sku;
+  return what ? h('p', { class: 'chip' }, 'About: ', h('strong', { text: what })) : null;
+}
+
+async function renderHome() {
+  conv = null;
+  subEl.textContent = 'Our in-store specialists are here to help';
+  show('home', h('div', { class: 'loading', role: 'status' }, h('span', { class: 'spinner' }),
+    'Checking who is available…'));
+  try {
+    const params = new URLSearchParams();
+    for (const key of ['store', 'skill', 'language']) if (config[key]) params.set(key, config[key]);
+    const [avail, qual] = await Promise.all([
+      fetchJson(api(`/api/availability?${params}`)),
+      config.skill || questions ? Promise.resolve(null)
+        : fetchJson(api('/api/qualification')).catch(() => null),
+    ]);
+    availability = avail;
+    if (qual) questions = qual.questions || [];
+  } catch (err) {
+    if (view !== 'home') return;
+    show('home', errorBox('Our chat is not available right now.'),
+      h('button', { class: 'btn', type: 'button', text: 'Try again', onclick: renderHome }));
+    return;
+  }
+  if (view !== 'home' || conv) return;
+  if (!availability.chat && !availability.audio && !availability.video) {
+    renderLeaveForm();
+    return;
+  }
+  const answers = {};
+  const qualification = !config.skill && questions && questions.length
+    ? questions.map((q) => h('fieldset', { class: 'question' },
+      h('legend', { text: q.text }),
+      h('div', { class: 'options' }, q.options.map((o) => h('label', { class: 'option' },
+        h('input', { type: 'radio', name: `q-${q.id}`, value: o.id,
+          onchange: () => { answers[q.id] = o.id; } }),
+        h('span', { text: o.label }))))))
+    : null;
+  const start = (channel) => () => startConversation(channel, answers);
+  const online = availability.staff_online || 0;
+  show('home',
+    h('p', { class: 'presence' }, h('span', { class: 'dot', 'aria-hidden': 'true' }),
+      online === 1 ? '1 specialist online now' : `${online} specialists online now`),
+    h('p', { class: 'lead', text: 'Ask us anything: we can answer in chat, or show you the instrument live.' }),
+    contextChip(),
+    qualification,
+    h('div', { class: 'channels' },
+      availability.chat && h('button', { class: 'btn primary', type: 'button',
+        'data-autofocus': true, onclick: start('chat') }, icon(ICONS.chat), 'Start a chat'),
+      availability.video && h('button', { class: 'btn', type: 'button', onclick: start('video') },
+        icon(ICONS.video), 'Video call'),
+      availability.audio && h('button', { class: 'btn', type: 'button', onclick: start('audio') },
+        icon(ICONS.phone), 'Audio call')),
+    h('p', { class: 'fine' }, 'Prefer to write? ',
+      h('button', { class: 'link', type: 'button', text: 'Leave us a message',
+        onclick: () => renderLeaveForm() })),
+    h('div', { class: 'error-slot' }));
+}
+
+async function startConversation(channel, answers = {}) {
+  const slot = body.querySelector('.error-slot');
+  body.querySelectorAll('.channels button').forEach((b) => { b.disabled = true; });
+  try {
+    await ensureClient();
+    const fields = { channel, page_url: location.href.slice(0, 2048) };
+    for (const key of ['store', 'sku', 'skill', 'language']) if (config[key]) fields[key] = config[key];
+    if (!config.skill && Object.keys(answers).length) fields.answers = answers;
+    const result = await client.request('conversation.open', fields);
+    conv = newConv(result.conversation);
+    saveSession({ conversation_id: conv.id, accepted: false, feedback_due: null });
+    renderChat();
+    return conv;
+  } catch (err) {
+    body.querySelectorAll('.channels button').forEach((b) => { b.disabled = false; });
+    if (slot) slot.replaceChildren(errorBox(errorText(err)));
+    return null;
+  }
+}
+
+function renderLeaveForm() {
+  const unavailable = availability && !availability.chat;
+  const form = messageForm({
+    intro: unavailable
+      ? 'All our specialists are busy right now. Leave a message and we will get back to you.'
+      : 'Leave us a message and we will get back to you.',
+    submitLabel: 'Send message',
+    async onSubmit({ text, contact }) {
+      // Leaving a message goes through a conversation: if someone becomes free they answer
+      // live; if not, the message is left for later when the conversation is missed.
+      const opened = conv || await startConversationQuiet();
+      if (!opened) throw new ShopcallError('disconnected', 'could not reach the server');
+      saveSession({ pending_leave: { conversation_id: opened.id, text, contact } });
+      await sendText(text);
+      updateChatStatus();
+    },
+  });
+  show('leave', contextChip(), form,
+    availability && availability.chat ? h('button', { class: 'link', type: 'button',
+      text: 'Back', onclick: () => renderHome() }) : null);
+}
+
+async function startConversationQuiet() {
+  await ensureClient();
+  const fields = { channel: 'chat', page_url: location.href.slice(0, 2048) };
+  for (const key of ['store', 'sku', 'skill', 'language']) if (config[key]) fields[key] = config[key];
+  const result = await client.request('conversation.open', fields);
+  conv = newConv(result.conversation);
+  saveSession({ conversation_id: conv.id, accepted: false, feedback_due: null });
+  renderChat();
+  return conv;
+}
+
+function messageForm({ intro, submitLabel, onSubmit }) {
+  const fid = newId('f');
+  const text = h('textarea', { id: `${fid}-text`, required: true, rows: 4, maxLength: MAX_TEXT,
+    'data-autofocus': true });
+  const contact = h('input', { id: `${fid}-contact`, required: true, minLength: 3, maxLength: 200,
+    autocomplete: 'email', placeholder: 'email or phone number' });
+  const status = h('div', { class: 'error-slot' });
+  const submit = h('button', { class: 'btn primary', type: 'submit' }, icon(ICONS.mail), submitLabel);
+  const form = h('form', { class: 'stack', novalidate: true },
+    h('p', { text: intro }),
+    h('label', { for: text.id, text: 'Your message' }), text,
+    h('label', { for: contact.id, text: 'How can we reach you?' }), contact,
+    submit, status);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const values = { text: text.value.trim(), contact: contact.value.trim() };
+    if (!values.text) {
+      status.replaceChildren(errorBox('Please write your message.'));
+      text.focus();
+      return;
+    }
+    if (values.contact.length < 3) {
+      status.replaceChildren(errorBox('Please give an email address or phone number.'));
+      contact.focus();
+      return;
+    }
+    submit.disabled = true;
+    status.replaceChildren();
+    try {
+      await onSubmit(values);
+    } catch (err) {
+      submit.disabled = false;
+      status.replaceChildren(errorBox(errorText(err)));
+    }
+  });
+  return form;
+}
+
+function renderMissed(conversationId) {
+  subEl.textContent = 'Leave us a message';
+  show('missed', messageForm({
+    intro: 'Sorry, none of our specialists could answer in time. Leave a message and we will get back to you.',
+    submitLabel: 'Send message',
+    onSubmit: (values) => leaveMessage(conversationId, values),
+  }));
+}
+
+async function leaveMessage(conversationId, { text, contact }) {
+  await client.request('async.leave', { conversation_id: conversationId, text, contact });
+  const awaiting = new Set(session.awaiting || []);
+  awaiting.add(conversationId);
+  saveSession({ pending_leave: null, conversation_id: null, awaiting: [...awaiting].slice(-10) });
+  conv = null;
+  subEl.textContent = 'Message sent';
+  show('sent', h('div', { class: 'done' },
+    h('div', { class: 'done-icon', 'aria-hidden': 'true' }, icon(ICONS.check, { size: 28 })),
+    h('h3', { text: 'Thanks, your message is on its way' }),
+    h('p', {}, 'A specialist will reply to ', h('strong', { text: contact }),
+      '. You will also see the answer here next time you visit.'),
+    h('button', { class: 'btn', type: 'button', text: 'Close', 'data-autofocus': true,
+      onclick: () => { closePanel(); renderHome(); } })));
+  announce('Your message has been sent.');
+}
+
+function showAnswer(asyncMessage) {
+  const seen = new Set(session.seen_answers || []);
+  if (seen.has(asyncMessage.id) || !asyncMessage.answer) return;
+  const note = h('article', { class: 'answer', role: 'status' },
+    h('h3', { text: 'We answered your message' }),
+    h('blockquote', { class: 'asked', text: asyncMessage.text }),
+    h('p', { class: 'answer-text', text: asyncMessage.answer }),
+    h('button', { class: 'link', type: 'button', text: 'Dismiss', onclick: () => {
+      seen.add(asyncMessage.id);
+      const awaiting = (session.awaiting || []).filter((id) => id !== asyncMessage.conversation_id);
+      saveSession({ seen_answers: [...seen].slice(-50), awaiting });
+      note.remove();
+    } }));
+  answersEl.append(note);
+  if (!panelOpen) setBadge(unread + 1);
+  announce('A specialist answered your message.');
+}
+
+// Chat ---------------------------------------------------------------------------------
+let logEl; let typingEl; let statusEl; let callBar; let composer; let inputEl; let actionsEl;
+
+function renderChat() {
+  logEl = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions',
+    'aria-label': 'Conversation' });
+  statusEl = h('div', { class: 'banner', role: 'status' });
+  callBar = h('div', { class: 'callbar', role: 'status', hidden: true });
+  typingEl = h('p', { class: 'typing', 'aria-live': 'polite' });
+  inputEl = h('textarea', { id: 'sc-input', rows: 1, maxLength: MAX_TEXT,
+    placeholder: 'Type your message…', 'data-autofocus': true,
+    oninput: onInput, onkeydown: onComposerKey });
+  composer = h('form', { class: 'composer' },
+    h('label', { class: 'vh', for: 'sc-input', text: 'Your message' }), inputEl,
+    h('button', { class: 'send', type: 'submit', 'aria-label': 'Send message' }, icon(ICONS.send)));
+  composer.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = inputEl.value.trim();
+    if (!text) return;
+    inputEl.value = '';
+    autoGrow();
+    stopTyping();
+    sendText(text);
+  });
+  actionsEl = h('div', { class: 'chat-actions' });
+  show('chat', statusEl, callBar, logEl, typingEl, composer, actionsEl);
+  for (const seq of [...conv.messages.keys()].sort((a, b) => a - b)) renderMessage(conv.messages.get(seq));
+  for (const [clientId, item] of conv.outbox) renderPending(clientId, item);
+  updateChatStatus();
+  renderCall();
+}
+
+function updateChatStatus() {
+  if (!conv || view !== 'chat') return;
+  const leaving = session.pending_leave && session.pending_leave.conversation_id === conv.id;
+  let text = '';
+  if (conv.state === 'accepted') {
+    subEl.textContent = conv.staff ? `${conv.staff.name} is helping you` : 'Connected';
+    statusEl.hidden = true;
+  } else {
+    subEl.textContent = 'Waiting for a specialist';
+    if (conv.state === 'assigned') text = 'A specialist is about to join…';
+    else if (conv.position) {
+      text = `You are number ${conv.position} in line`;
+      const wait = formatWait(conv.wait);
+      if (wait) text += ` · wait ${wait}`;
+    } else text = 'Finding a specialist for you…';
+    if (leaving) {
+      text = 'If a specialist becomes free in the next few minutes they will answer here; '
+        + `otherwise we will reply to ${session.pending_leave.contact}.`;
+    }
+    statusEl.hidden = false;
+    statusEl.replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), text);
+  }
+  renderActions();
+}
+
+function renderActions() {
+  if (!actionsEl || !conv) return;
+  const buttons = [];
+  if (conv.state === 'accepted' && !conv.call) {
+    buttons.push(h('button', { class: 'chip-btn', type: 'button', onclick: () => proposeCall('video') },
+      icon(ICONS.video, { size: 16 }), 'Video call'));
+    buttons.push(h('button', { class: 'chip-btn', type: 'button', onclick: () => proposeCall('audio') },
+      icon(ICONS.phone, { size: 16 }), 'Audio call'));
+  }
+  const end = h('button', { class: 'chip-btn subtle', type: 'button',
+    text: conv.state === 'accepted' ? 'End chat' : 'Leave the queue' });
+  end.addEventListener('click', () => {
+    const confirm = h('span', { class: 'confirm' }, 'End this conversation? ',
+      h('button', { class: 'chip-btn danger', type: 'button', text: 'Yes, end it',
+        onclick: endConversation }),
+      h('button', { class: 'chip-btn subtle', type: 'button', text: 'No',
+        onclick: () => renderActions() }));
+    actionsEl.replaceChildren(confirm);
+    confirm.querySelector('button').focus();
+  });
+  buttons.push(end);
+  actionsEl.replaceChildren(...buttons);
+}
+
+async function endConversation() {
+  if (!conv) return;
+  const id = conv.id;
+  try {
+    await client.request('conversation.close', { conversation_id: id });
+  } catch (err) {
+    if (err.code !== 'not_found') {
+      addNote(errorText(err));
+      renderActions();
+      return;
+    }
+  }
+  if (conv && conv.id === id && view === 'chat') afterClose(id, conv.state === 'accepted');
+}
+
+function afterClose(conversationId, wasAccepted) {
+  const accepted = wasAccepted || session.accepted;
+  conv = null;
+  saveSession({ conversation_id: null, accepted: false, pending_leave: null });
+  if (accepted) renderFeedback(conversationId);
+  else renderHome();
+}
+
+function messageKey(message) {
+  return message.client_id || `seq-${message.seq}`;
+}
+
+function addMessage(message, live) {
+  if (!conv || message.conversation_id && message.conversation_id !== conv.id) return;
+  if (message.from === 'shopper' && message.client_id && conv.outbox.has(message.client_id)) {
+    conv.outbox.delete(message.client_id);
+    logEl?.querySelector(`[data-client-id="${CSS.escape(message.client_id)}"]`)?.remove();
+  }
+  if (conv.messages.has(message.seq)) return;
+  conv.messages.set(message.seq, message);
+  const gap = message.seq > conv.lastSeq + 1;
+  while (conv.messages.has(conv.lastSeq + 1)) conv.lastSeq += 1;
+  if (view === 'chat') renderMessage(message);
+  if (message.from !== 'shopper') {
+    hidePeerTyping();
+    if (live) {
+      if (!panelOpen || document.visibilityState !== 'visible') setBadge(unread + 1);
+      markRead();
+    }
+  }
+  if (gap && live && client && client.connected) {
+    // Something was missed (e.g. sent while this tab was reconnecting): fetch it.
+    client.request('conversation.resume', { conversation_id: conv.id, after_seq: conv.lastSeq })
+      .then((r) => (r.messages || []).forEach((m) => addMessage(m, false)))
+      .catch(() => {});
+  }
+}
+
+function renderMessage(message) {
+  if (!logEl) return;
+  const mine = message.from === 'shopper';
+  const who = mine ? 'You' : (conv.staff && conv.staff.name) || 'Specialist';
+  let content;
+  if (message.kind === 'product_card' && message.card) content = productCard(message.card);
+  else content = h('p', { class: 'text', text: message.text || '' });
+  const li = h('li', { class: `msg ${mine ? 'mine' : 'theirs'} kind-${message.kind || 'text'}`,
+    dataset: { seq: String(message.seq) } },
+  h('span', { class: 'vh', text: `${who}: ` }),
+  h('div', { class: 'bubble' }, content),
+  h('span', { class: 'meta' }, formatTime(message.at, config.language),
+    mine ? h('span', { class: 'receipt' }) : null));
+  const after = [...logEl.querySelectorAll('li.msg[data-seq]')]
+    .find((el) => Number(el.dataset.seq) > message.seq);
+  if (after) logEl.insertBefore(li, after);
+  else {
+    const pending = logEl.querySelector('li.msg.pending');
+    if (pending) logEl.insertBefore(li, pending);
+    else logEl.append(li);
+  }
+  updateReceipts();
+  scrollLog();
+}
+
+function productCard(card) {
+  const link = safeUrl(card.link);
+  const image = safeUrl(card.image_url);
+  const titleId = newId('card');
+  return h('article', { class: 'card', 'aria-labelledby': titleId },
+    image ? h('img', { src: image, alt: '', loading: 'lazy', referrerpolicy: 'no-referrer' }) : null,
+    h('div', { class: 'card-body' },
+      h('h3', { id: titleId, text: card.title }),
+      card.price != null ? h('p', { class: 'price', text: formatPrice(card.price, card.currency, config.language) }) : null,
+      card.sku ? h('p', { class: 'sku', text: `Ref. ${card.sku}` }) : null,
+      link ? h('a', { class: 'btn small', href: link, target: '_blank', rel: 'noopener' },
+        'View product', h('span', { class: 'vh', text: ` ${card.title} (opens in a new tab)` })) : null));
+}
+
+function renderPending(clientId, item) {
+  if (!logEl) return;
+  let li = logEl.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`);
+  const meta = item.status === 'failed'
+    ? h('span', { class: 'meta failed' }, 'Not sent. ',
+      h('button', { class: 'link', type: 'button', text: 'Retry',
+        onclick: () => sendText(item.text, clientId) }))
+    : h('span', { class: 'meta' }, 'Sending…');
+  const fresh = h('li', { class: 'msg mine pending', dataset: { clientId } },
+    h('span', { class: 'vh', text: 'You: ' }),
+    h('div', { class: 'bubble' }, h('p', { class: 'text', text: item.text })), meta);
+  if (li) li.replaceWith(fresh);
+  else logEl.append(fresh);
+  scrollLog();
+}
+
+async function sendText(text, clientId = newId('msg')) {
+  if (!conv) return;
+  const item = { text, status: 'sending' };
+  conv.outbox.set(clientId, item);
+  renderPending(clientId, item);
+  if (!client || !client.connected) {
+    item.status = 'failed';
+    item.retryable = true; // resent on reconnect
+    return;
+  }
+  try {
+    const result = await client.request('chat.send', { conversation_id: conv.id, text },
+      { id: clientId });
+    if (result.message) addMessage({ ...result.message, client_id: clientId }, false);
+  } catch (err) {
+    if (!conv || !conv.outbox.has(clientId)) return;
+    item.status = 'failed';
+    item.retryable = ['disconnected', 'timeout'].includes(err.code);
+    renderPending(clientId, item);
+    if (!item.retryable) addNote(errorText(err));
+  }
+}
+
+function scrollLog() {
+  if (logEl) logEl.scrollTop = logEl.scrollHeight;
+}
+
+function addNote(text) {
+  if (!logEl) return;
+  logEl.append(h('li', { class: 'note', text }));
+  scrollLog();
+}
+
+function autoGrow() {
+  inputEl.style.height = 'auto';
+  inputEl.style.height = `${Math.min(inputEl.scrollHeight, 120)}px`;
+}
+
+function onComposerKey(e) {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    composer.requestSubmit();
+  }
+}
+
+function onInput() {
+  autoGrow();
+  if (!conv || !client) return;
+  const now = Date.now();
+  if (inputEl.value && now - typingSentAt > 3000) {
+    typingSentAt = now;
+    client.notify('chat.typing', { conversation_id: conv.id, typing: true });
+  }
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(stopTyping, 4000);
+}
+
+function stopTyping() {
+  clearTimeout(typingTimer);
+  if (typingSentAt && conv && client) {
+    client.notify('chat.typing', { conversation_id: conv.id, typing: false });
+  }
+  typingSentAt = 0;
+}
+
+function onPeerTyping(event) {
+  if (!conv || event.conversation_id !== conv.id || event.from === 'shopper' || !typingEl) return;
+  if (!event.typing) {
+    hidePeerTyping();
+    return;
+  }
+  const name = (conv.staff && conv.staff.name.split(' ')[0]) || 'The specialist';
+  typingEl.replaceChildren(h('span', { class: 'dots', 'aria-hidden': 'true' },
+    h('i'), h('i'), h('i')), `${name} is typing…`);
+  clearTimeout(peerTypingTimer);
+  peerTypingTimer = setTimeout(hidePeerTyping, 8000);
+}
+
+function hidePeerTyping() {
+  clearTimeout(peerTypingTimer);
+  if (typingEl) typingEl.replaceChildren();
+}
+
+function onPeerRead(event) {
+  if (!conv || event.conversation_id !== conv.id || event.from === 'shopper') return;
+  conv.peerRead = Math.max(conv.peerRead, event.seq || 0);
+  updateReceipts();
+}
+
+function updateReceipts() {
+  if (!logEl || !conv) return;
+  const mine = [...logEl.querySelectorAll('li.msg.mine[data-seq]')];
+  mine.forEach((li, i) => {
+    const receipt = li.querySelector('.receipt');
+    if (!receipt) return;
+    const last = i === mine.length - 1;
+    const read = Number(li.dataset.seq) <= conv.peerRead;
+    receipt.textContent = last ? (read ? ' · Read' : ' · Sent') : '';
+  });
+}
+
+function markRead() {
+  if (!conv || !client || !client.connected || !panelOpen
+      || document.visibilityState !== 'visible') return;
+  let latest = 0;
+  for (const [seq, m] of conv.messages) if (m.from !== 'shopper' && seq > latest) latest = seq;
+  if (latest > conv.readSent) {
+    conv.readSent = latest;
+    client.notify('chat.read', { conversation_id: conv.id, seq: latest });
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && panelOpen) {
+    setBadge(0);
+    markRead();
+  }
+});
+
+// Conversation events ------------------------------------------------------------------
+function forCurrent(event) {
+  return conv && event.conversation_id === conv.id;
+}
+
+function onQueuePosition(event) {
+  if (!forCurrent(event)) return;
+  conv.position = event.position ?? conv.position;
+  conv.wait = event.estimated_wait_s ?? null;
+  if (conv.state !== 'accepted') conv.state = 'queued';
+  updateChatStatus();
+}
+
+function onAccepted(event) {
+  if (!forCurrent(event)) return;
+  conv.state = 'accepted';
+  conv.staff = event.staff || conv.staff;
+  saveSession({ accepted: true, pending_leave: null });
+  const name = conv.staff ? conv.staff.name : 'A specialist';
+  addNote(`${name} joined the conversation`);
+  announce(`${name} joined the conversation`);
+  updateChatStatus();
+  if (!panelOpen) setBadge(unread + 1);
+  // Chosen "Video call" / "Audio call" on the first screen: ask for it right away.
+  if (['audio', 'video'].includes(conv.channel) && !conv.call && !conv.autoCallDone) {
+    conv.autoCallDone = true;
+    proposeCall(conv.channel);
+  }
+}
+
+function onRequeued(event) {
+  if (!forCurrent(event)) return;
+  conv.state = 'queued';
+  conv.staff = null;
+  conv.call = null;
+  renderCall();
+  addNote('Your specialist had to leave. We are finding someone else for you…');
+  updateChatStatus();
+}
+
+function onTransferred(event) {
+  if (!forCurrent(event)) return;
+  const to = event.to_staff ? event.to_staff.name : 'another specialist';
+  conv.state = event.to_staff ? 'assigned' : 'queued';
+  conv.staff = null;
+  conv.call = null;
+  renderCall();
+  addNote(`You are being transferred to ${to}…`);
+  updateChatStatus();
+}
+
+function onMissed(event) {
+  if (!forCurrent(event)) return;
+  conv.state = 'missed';
+  const pending = session.pending_leave;
+  if (pending && pending.conversation_id === conv.id) {
+    leaveMessage(conv.id, pending).catch(() => renderMissed(event.conversation_id));
+    return;
+  }
+  renderMissed(event.conversation_id);
+  if (!panelOpen) setBadge(unread + 1);
+}
+
+function onClosed(event) {
+  if (!forCurrent(event)) return;
+  const wasAccepted = conv.state === 'accepted';
+  if (event.by && event.by.startsWith('staff')) {
+    addNote('The specialist ended the conversation');
+  }
+  if (!wasAccepted) {
+    afterClose(event.conversation_id, false);
+    return;
+  }
+  // feedback.requested follows for accepted conversations.
+  saveSession({ feedback_due: event.conversation_id });
+  conv.state = 'closed';
+  if (composer) composer.querySelectorAll('textarea, button').forEach((el) => { el.disabled = true; });
+  if (actionsEl) actionsEl.replaceChildren();
+}
+
+function onFeedbackRequested(event) {
+  if (view === 'feedback') return;
+  saveSession({ feedback_due: event.conversation_id });
+  if (conv && conv.id === event.conversation_id) {
+    conv = null;
+    saveSession({ conversation_id: null, accepted: false });
+  }
+  renderFeedback(event.conversation_id);
+}
+
+// Feedback -----------------------------------------------------------------------------
+function renderFeedback(conversationId) {
+  subEl.textContent = 'Conversation ended';
+  let satisfaction = 0;
+  let recommendation = null;
+  const stars = [];
+  const paint = (upTo) => stars.forEach((label, i) => label.classList.toggle('on', i < upTo));
+  const starField = h('fieldset', { class: 'stars' },
+    h('legend', { text: 'How satisfied are you with this conversation?' }),
+    h('div', { class: 'star-row', onmouseleave: () => paint(satisfaction) },
+      [1, 2, 3, 4, 5].map((n) => {
+        const input = h('input', { type: 'radio', name: 'sc-sat', value: String(n),
+          class: 'vh-input', onchange: () => { satisfaction = n; paint(n); } });
+        const label = h('label', { class: 'star', onmouseenter: () => paint(n) }, input,
+          h('span', { 'aria-hidden': 'true', text: '★' }),
+          h('span', { class: 'vh', text: `${n} star${n === 1 ? '' : 's'}` }));
+        stars.push(label);
+        return label;
+      })));
+  const nps = h('fieldset', { class: 'nps' },
+    h('legend', { text: 'How likely are you to recommend us to a friend?' }),
+    h('div', { class: 'nps-row' }, Array.from({ length: 11 }, (_, n) => h('label', { class: 'nps-opt' },
+      h('input', { type: 'radio', name: 'sc-nps', value: String(n), class: 'vh-input',
+        onchange: () => { recommendation = n; } }),
+      h('span', { text: String(n) })))),
+    h('div', { class: 'nps-scale', 'aria-hidden': 'true' },
+      h('span', { text: 'Not likely' }), h('span', { text: 'Very likely' })));
+  const comment = h('textarea', { id: 'sc-comment', rows: 3, maxLength: 2000 });
+  const status = h('div', { class: 'error-slot' });
+  const submit = h('button', { class: 'btn primary', type: 'submit', text: 'Send feedback' });
+  const form = h('form', { class: 'stack feedback', novalidate: true },
+    h('p', { class: 'lead', text: 'Thanks for chatting with us! Tell us how it went.' }),
+    starField, nps,
+    h('label', { for: 'sc-comment', text: 'Anything else? (optional)' }), comment,
+    h('div', { class: 'row' }, submit,
+      h('button', { class: 'link', type: 'button', text: 'Skip', onclick: () => finishFeedback(false) })),
+    status);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!satisfaction || recommendation === null) {
+      status.replaceChildren(errorBox('Please choose a number of stars and a score from 0 to 10.'));
+      return;
+    }
+    submit.disabled = true;
+    try {
+      await ensureClient();
+      const fields = { conversation_id: conversationId, satisfaction, recommendation };
+      if (comment.value.trim()) fields.comment = comment.value.trim();
+      await client.request('feedback.submit', fields);
+      finishFeedback(true);
+    } catch (err) {
+      if (err.code === 'invalid_state') {
+        finishFeedback(true); // already rated (e.g. from another tab)
+        return;
+      }
+      submit.disabled = false;
+      status.replaceChildren(errorBox(errorText(err)));
+    }
+  });
+  show('feedback', form);
+}
+
+function finishFeedback(sent) {
+  saveSession({ feedback_due: null });
+  subEl.textContent = 'Our in-store specialists are here to help';
+  show('done', h('div', { class: 'done' },
+    h('div', { class: 'done-icon', 'aria-hidden': 'true' }, icon(ICONS.check, { size: 28 })),
+    h('h3', { text: sent ? 'Thank you for your feedback!' : 'Thanks for visiting!' }),
+    h('p', { text: 'Need anything else? We are happy to help.' }),
+    h('button', { class: 'btn primary', type: 'button', text: 'Start a new conversation',
+      'data-autofocus': true, onclick: () => renderHome() })));
+}
+
+// Calls (signalling only for now; media comes with the media server) ---------------------
+async function proposeCall(kind) {
+  if (!conv || conv.state !== 'accepted') return;
+  try {
+    const result = await client.request('call.propose', { conversation_id: conv.id, kind });
+    conv.call = result.call;
+    conv.callNote = '';
+    renderCall();
+    announce(`${kind === 'video' ? 'Video' : 'Audio'} call requested`);
+  } catch (err) {
+    setCallNote(err.code === 'invalid_state' ? `${err.message}. You can keep chatting.` : errorText(err));
+  }
+}
+
+function onCall(call, status, join) {
+  if (!conv || !call || call.conversation_id !== conv.id) return;
+  const known = conv.call && conv.call.call_id === call.call_id;
+  if (known && status === 'started' && conv.call.started_at != null) return;
+  conv.call = call;
+  conv.join = join || conv.join;
+  conv.callNote = '';
+  if (status === 'started') startMedia(call, join);
+  renderCall();
+  if (!panelOpen) setBadge(unread + 1);
+  announce(status === 'started' ? 'Call started' : `${call.kind} call proposed`);
+}
+
+/** Hook for the media step: getUserMedia + RTCPeerConnection + media.offer come here. */
+function startMedia(call, join) {
+  if (!join || join.media_available === false) {
+    conv.callNote = 'Call started, but media is not available on this server. You can keep chatting.';
+  }
+}
+
+function onCallGone(callId, reason) {
+  if (!conv || !conv.call || conv.call.call_id !== callId) return;
+  const kind = conv.call.kind === 'video' ? 'Video call' : 'Audio call';
+  const started = conv.call.started_at != null;
+  conv.call = null;
+  conv.join = null;
+  renderCall();
+  let text = started ? `${kind} ended` : `${kind} cancelled`;
+  if (reason === 'declined') text = `${kind} declined. You can keep chatting.`;
+  else if (reason === 'declined_by_me') text = `You declined the ${kind.toLowerCase()}`;
+  setCallNote(text);
+}
+
+function setCallNote(text) {
+  if (!conv) return;
+  conv.callNote = text;
+  renderCall();
+  if (text) announce(text);
+}
+
+function renderCall() {
+  if (!callBar || !conv) return;
+  const call = conv.call;
+  const items = [];
+  if (call) {
+    const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
+    const mine = String(call.proposed_by || '').startsWith('shopper');
+    if (call.started_at != null) {
+      items.push(h('span', { class: 'call-state live', text: `${kind} started` }));
+      items.push(h('button', { class: 'chip-btn danger', type: 'button', text: 'Hang up',
+        onclick: () => callAction('call.end', call) }));
+    } else if (mine) {
+      items.push(h('span', { class: 'call-state', text: `${kind} requested, waiting for an answer…` }));
+      items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: 'Cancel',
+        onclick: () => callAction('call.end', call) }));
+    } else {
+      items.push(h('span', { class: 'call-state', text: `The specialist proposes a ${kind.toLowerCase()}` }));
+      items.push(h('button', { class: 'chip-btn primary', type: 'button', text: 'Accept',
+        onclick: () => callAction('call.accept', call) }));
+      items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: 'Decline',
+        onclick: () => callAction('call.decline', call) }));
+    }
+  }
+  if (conv.callNote) items.push(h('p', { class: 'call-note', text: conv.callNote }));
+  callBar.hidden = !items.length;
+  callBar.replaceChildren(...items);
+  renderActions();
+}
+
+async function callAction(type, call) {
+  try {
+    const result = await client.request(type, { call_id: call.call_id });
+    if (type === 'call.accept') onCall(result.call, 'started', result.join);
+    else if (type === 'call.decline') onCallGone(call.call_id, 'declined_by_me');
+    else onCallGone(call.call_id, 'hung_up');
+  } catch (err) {
+    setCallNote(err.code === 'media_unavailable'
+      ? 'Calls are not available on this server right now. You can keep chatting.'
+      : errorText(err));
+  }
+}
+
+// Start --------------------------------------------------------------------------------
+function boot() {
+  document.body.append(host);
+  document.addEventListener('click', (e) => {
+    const trigger = e.target.closest && e.target.closest('[data-shopcall-open]');
+    if (trigger) {
+      e.preventDefault();
+      openPanel();
+    }
+  });
+  window.Shopcall = { open: openPanel, close: closePanel, config };
+  // Reconnect straight away when something is going on (a live conversation, a message
+  // waiting to be left, an answer to collect, feedback to give); otherwise on first open.
+  const busy = session.conversation_id || session.pending_leave || session.feedback_due
+    || (session.awaiting && session.awaiting.length);
+  if (busy && session.token) {
+    if (session.conversation_id) {
+      show('loading', h('div', { class: 'loading', role: 'status' }, h('span', { class: 'spinner' }),
+        'Reconnecting to your conversation…'));
+    } else if (session.feedback_due) renderFeedback(session.feedback_due);
+    ensureClient().catch(() => { if (view === 'loading') renderHome(); });
+    if (session.open && (session.conversation_id || session.feedback_due)) openPanel();
+  }
+}
+
+if (document.body) boot();
+else document.addEventListener('DOMContentLoaded', boot, { once: true });
