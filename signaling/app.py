@@ -37,8 +37,7 @@ def create_app(
     app = web.Application(middlewares=[http_api.json_errors], client_max_size=64 * 1024)
     storage = SQLiteStorage(settings.database.path, synchronous=settings.database.synchronous)
     metrics = SignalingMetrics()
-    media = media or NoMediaBackend([s.model_dump(exclude_none=True)
-                                     for s in settings.media.ice_servers])
+    media = media or media_backend(settings)
     questions = (QuestionSet.from_config([q.model_dump() for q in settings.qualification])
                  if settings.qualification else None)
     r = settings.routing
@@ -75,6 +74,16 @@ def create_app(
     _add_web_client(app, settings.server.static_dir or WEB_CLIENT_DIR)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def media_backend(settings: Settings) -> MediaBackend:
+    ice_servers = [s.model_dump(exclude_none=True) for s in settings.media.ice_servers]
+    if settings.media.backend == "none":
+        return NoMediaBackend(ice_servers)
+    from mediaserver.backend import SfuBackend  # the media stack only when it is used
+
+    return SfuBackend(ice_servers=ice_servers,
+                      host_addresses=settings.media.announced_addresses)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

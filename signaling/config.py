@@ -8,6 +8,7 @@ find on a shop's server at 9 a.m.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -142,9 +143,20 @@ class IceServer(_Section):
 
 
 class MediaConfig(_Section):
+    # "sfu": the built-in selective forwarding unit; "none": calls are signalled but
+    # negotiating media is refused with media_unavailable (chat-only deployments).
+    backend: Literal["sfu", "none"] = "sfu"
     ice_servers: list[IceServer] = []
-    # Addresses the SFU gathers and announces as ICE candidates; empty: its own default.
+    # Addresses the SFU gathers and announces as ICE candidates; empty: every non-loopback
+    # interface (aioice's default). Loopback deployments (tests, benchmarks): ["127.0.0.1"].
     announced_addresses: list[str] = []
+
+    @field_validator("announced_addresses")
+    @classmethod
+    def _ip_addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            ipaddress.ip_address(address)  # ValueError names the bad address
+        return v
 
 
 _Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -93,8 +93,8 @@ async def body_of(request: web.Request, model: type[M]) -> M:
     try:
         raw = await request.read()
         data = json.loads(raw or b"null")
-    except ValueError as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc!s:.200}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -129,7 +129,7 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
 
 # Request bodies (also published in the OpenAPI document) -----------------------------------
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OutcomeBody(_Body):
@@ -212,9 +212,11 @@ async def get_conversation(request: web.Request) -> web.Response:
     if conv is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {cid!r}")
     events = await storage.list_events(cid)
-    handled_by = {e.data.get("staff_id") for e in events if e.data and e.data.get("staff_id")}
-    handled_by |= {e.actor.partition(":")[2] for e in events
-                   if e.actor and e.actor.startswith("staff:")}
+    # Staff who took part: accepted it, transferred it on, or answered its message. Being
+    # offered it (and declining) is not enough to read what was said afterwards.
+    took_part = (EventKind.ACCEPTED, EventKind.TRANSFERRED, EventKind.ASYNC_ANSWERED)
+    handled_by = {e.actor.partition(":")[2] for e in events
+                  if e.kind in took_part and e.actor and e.actor.startswith("staff:")}
     if not _may_read(who, conv.shopper_id, conv.staff_id, handled_by):
         # Not found rather than forbidden, so conversation ids cannot be probed.
         raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {cid!r}")
@@ -287,15 +289,18 @@ async def list_async(request: web.Request) -> web.Response:
     raw = request.query.get("answered")
     answered = None if raw is None else raw.lower() in ("1", "true", "yes")
     storage = request.app[STORAGE]
+    limit = query_int(request, "limit", 100, 1, 1000)
     await request.app[SWITCHBOARD].flush()
-    messages = await storage.list_async_messages(answered=answered,
-                                                 limit=query_int(request, "limit", 100, 1, 1000))
     if who.role is Role.STAFF:
-        member = request.app[SWITCHBOARD].staff[who.subject].member \
-            if who.subject in request.app[SWITCHBOARD].staff else None
-        if member is None:
+        live = request.app[SWITCHBOARD].staff.get(who.subject)
+        if live is None:
             raise ProtocolError(ErrorCode.FORBIDDEN, "unknown staff member")
-        messages = [m for m in messages if _staff_may_answer(member, m.store_id, m.skill)]
+        # Filter before limiting, or other stores' messages would crowd out this one's.
+        everything = await storage.list_async_messages(answered=answered, limit=1_000_000)
+        messages = [m for m in everything
+                    if _staff_may_answer(live.member, m.store_id, m.skill)][:limit]
+    else:
+        messages = await storage.list_async_messages(answered=answered, limit=limit)
     return web.json_response({"async_messages": [async_public(m) for m in messages]})
 
 

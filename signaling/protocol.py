@@ -58,7 +58,8 @@ class ProtocolError(Exception):
 class Inbound(BaseModel):
     """Common envelope; subclasses add their fields and the roles allowed to send them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: 1e999 parses as infinity, which would go back out as non-JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     roles: ClassVar[frozenset[Role]] = frozenset(Role)
 
     type: str
@@ -140,7 +141,7 @@ class ConversationClose(Inbound):
 
 
 class ProductCard(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     sku: Id
     title: Annotated[str, Field(min_length=1, max_length=200)]
     price: Annotated[float, Field(ge=0)] | None = None
@@ -281,8 +282,9 @@ def parse_inbound(raw: str | bytes, max_bytes: int) -> Inbound:
         )
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: deeply nested arrays; not a ValueError, but just as invalid.
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc!s:.200}") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
     try:

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A small shop: two stores, staff with different skills, languages and capacities.
 BASE_CONFIG = """
+[media]
+backend = "{media_backend}"
+announced_addresses = ["127.0.0.1"]
+
 [routing]
 offer_timeout_s = {offer_timeout_s}
 missed_after_s = {missed_after_s}
@@ -92,7 +96,8 @@ options = [
 
 DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s": 30.0,
             "grace_s": 1.0, "max_message_bytes": 4096, "messages_per_second": 50,
-            "message_burst": 100, "paris_overflow": "true"}
+            "message_burst": 100, "paris_overflow": "true",
+            "media_backend": "sfu"}
 
 
 class ServerProcess:

@@ -59,8 +59,8 @@ async def test_chat_to_video_consultation_end_to_end(server, connect):
     shopper_join = await shopper.expect("call.started")
     assert shopper_join["join"]["session_id"] == started["join"]["session_id"]
     assert shopper_join["join"]["participant_id"].startswith("shopper:")
-    # No media server in this deployment: negotiation fails clearly, the call stays up.
-    await shopper.fail("media.offer", "media_unavailable", call_id=call_id, sdp="v=0\r\n")
+    # Broken SDP is refused with a clear code and the call stays up.
+    await shopper.fail("media.offer", "negotiation_failed", call_id=call_id, sdp="v=0\r\n")
     await shopper.ok("call.end", call_id=call_id)
     assert (await alice.expect("call.ended"))["call_id"] == call_id
 
@@ -207,3 +207,19 @@ async def test_transfer_to_colleague_and_to_skill(server, connect):
     transfers = [e["data"] for e in record["events"] if e["kind"] == "transferred"]
     assert transfers == [{"to_skill": "pianos"}, {"to_staff": "dave"}]
     assert record["conversation"]["skill"] == "pianos"
+
+
+async def test_chat_only_deployment_refuses_media_clearly(server_factory, connect):
+    server = server_factory(media_backend="none")
+    alice = await online(connect, server, "alice")
+    shopper = await connect(server, token=await new_shopper(server))
+    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
+                            language="en"))["conversation"]["conversation_id"]
+    await alice.expect("conversation.offered")
+    await alice.ok("conversation.accept", conversation_id=cid)
+    call_id = (await alice.ok("call.propose", conversation_id=cid,
+                              kind="audio"))["call"]["call_id"]
+    started = await shopper.ok("call.accept", call_id=call_id)
+    assert started["join"]["media_available"] is False
+    await shopper.fail("media.offer", "media_unavailable", call_id=call_id,
+                       sdp="v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")

@@ -1,0 +1,255 @@
+"""The one place that touches aiortc's and aioice's private internals (aiortc pinned 1.16.0).
+
+aiortc does ICE, DTLS and SDP for us; it must NOT do media. Its RTCRtpReceiver starts a
+decoder thread and an RTCP task per track, and its RTCRtpSender encodes frames and sends
+sender reports with zero timestamps. So for every transceiver we replace `receiver.receive`
+and `sender.send` on the instance with functions that only record the negotiated
+parameters. Once DTLS is up we take SRTP/SRTCP datagrams straight from the UDP protocol of
+the ICE connection (before aioice's STUN parse and queue, before aiortc's per-packet awaits),
+unprotect them synchronously, and send with a synchronous protect + sendto on the nominated
+candidate pair. The per-packet path therefore has no await at all.
+
+Everything here is tested directly by tests/test_sfu_adapter.py; if an aiortc upgrade moves
+an attribute, those tests fail first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+)
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+log = logging.getLogger(__name__)
+
+AIORTC_VERSION = "1.16.0"
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_host_addresses: list[str] | None = None
+
+
+def use_host_addresses(addresses: Sequence[str] | None) -> None:
+    """Gather ICE host candidates on exactly these addresses (None: aioice's default).
+
+    aioice leaves 127.0.0.1 out of its host candidates; a server on loopback (tests,
+    benchmarks) or one that must announce a specific LAN address sets this. Process-wide,
+    like the server's configuration it comes from.
+    """
+    global _host_addresses
+    _host_addresses = list(addresses) if addresses else None
+    aioice.ice.get_host_addresses = (  # type: ignore[assignment]
+        _configured_host_addresses if _host_addresses else _original_get_host_addresses)
+
+
+def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    assert _host_addresses is not None
+    return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+class RelayTrack(MediaStreamTrack):
+    """A send-side placeholder: gives a transceiver its SSRC and msid in the SDP. Its recv is
+    never called because the sender's `send` is replaced; media is forwarded as packets."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Any:  # pragma: no cover - never called by design
+        raise RuntimeError("RelayTrack carries forwarded packets, not frames")
+
+
+@dataclass(slots=True)
+class SendSlot:
+    """One m-section this peer can send on, with what was negotiated for it."""
+
+    transceiver: RTCRtpTransceiver
+    kind: str
+    mid: str | None = None
+    ssrc: int = 0
+    rtx_ssrc: int = 0
+    codecs: list[Any] = field(default_factory=list)  # RTCRtpCodecParameters
+    ready: bool = False
+
+
+@dataclass(slots=True)
+class RecvSlot:
+    """One m-section this peer sends to us on."""
+
+    transceiver: RTCRtpTransceiver
+    kind: str
+    mid: str | None = None
+    ssrcs: list[int] = field(default_factory=list)
+    codecs: list[Any] = field(default_factory=list)
+    ready: bool = False
+
+
+RtpHandler = Callable[[bytes], None]
+
+
+class PeerAdapter:
+    """A server-side RTCPeerConnection whose media we handle at the packet level."""
+
+    def __init__(self, ice_servers: Sequence[dict[str, Any]] = ()) -> None:
+        servers = [RTCIceServer(**s) for s in ice_servers]
+        # iceServers must be set (even empty): aiortc adds a public STUN server otherwise.
+        self.pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.send_slots: list[SendSlot] = []
+        self.recv_slots: list[RecvSlot] = []
+        self.on_rtp: RtpHandler = _drop
+        self.on_rtcp: RtpHandler = _drop
+        self.on_connected: Callable[[], None] = _nothing
+        self.on_slot_ready: Callable[[], None] = _nothing
+        self.on_closed: Callable[[], None] = _nothing
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._addr: Any = None
+        self._protect: Callable[[bytes], bytes] | None = None
+        self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        self._unprotect: Callable[[bytes], bytes] | None = None
+        self._unprotect_rtcp: Callable[[bytes], bytes] | None = None
+        self._hooked: list[Any] = []
+        self.bad_packets = 0
+        self.connected = False
+        self._closed = False
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # Negotiation ------------------------------------------------------------------------
+    def adopt_transceivers(self) -> None:
+        """Neutralise aiortc's media handling on transceivers we have not seen yet."""
+        known = {id(s.transceiver) for s in self.send_slots}
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver) in known:
+                continue
+            send = SendSlot(transceiver, transceiver.kind)
+            recv = RecvSlot(transceiver, transceiver.kind)
+            transceiver.sender.send = self._make_send(send)  # type: ignore[method-assign]
+            transceiver.receiver.receive = self._make_receive(recv)  # type: ignore[method-assign]
+            self.send_slots.append(send)
+            self.recv_slots.append(recv)
+
+    def _make_send(self, slot: SendSlot) -> Callable[[Any], Any]:
+        async def send(parameters: Any) -> None:
+            sender = slot.transceiver.sender
+            slot.mid = parameters.muxId
+            slot.ssrc = sender._ssrc
+            slot.rtx_ssrc = sender._rtx_ssrc
+            slot.codecs = list(parameters.codecs)
+            slot.ready = True
+            self.on_slot_ready()
+        return send
+
+    def _make_receive(self, slot: RecvSlot) -> Callable[[Any], Any]:
+        async def receive(parameters: Any) -> None:
+            slot.mid = parameters.muxId
+            slot.codecs = list(parameters.codecs)
+            slot.ssrcs = [e.ssrc for e in parameters.encodings if e.ssrc]
+            slot.ready = True
+        return receive
+
+    def add_send_slot(self, kind: str) -> SendSlot:
+        """A new sendonly m-section (renegotiation needed) for one more forwarded stream."""
+        transceiver = self.pc.addTransceiver(RelayTrack(kind), direction="sendonly")
+        self.adopt_transceivers()
+        return next(s for s in self.send_slots if s.transceiver is transceiver)
+
+    @staticmethod
+    def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+        """Codecs both sides support on an m-section, once its remote side is known."""
+        return list(getattr(transceiver, "_codecs", []))
+
+    def rtcp_ssrc(self) -> int:
+        """The SSRC this peer's feedback (RR, NACK, PLI, REMB) is sent from."""
+        return self.pc.getTransceivers()[0].sender._ssrc
+
+    # Packet I/O -------------------------------------------------------------------------
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and not self.connected:
+            if self._hook():
+                self.connected = True
+                self.on_connected()
+        elif state in ("failed", "closed") and not self._closed:
+            self._closed = True
+            self.connected = False
+            self._sendto = None
+            self.on_closed()
+
+    def _hook(self) -> bool:
+        transceivers = self.pc.getTransceivers()
+        if not transceivers:
+            return False
+        dtls = transceivers[0].receiver.transport
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None or dtls._tx_srtp is None or dtls._rx_srtp is None:
+            log.warning("peer connected without a nominated pair or SRTP keys")
+            return False
+        self._protect = dtls._tx_srtp.protect
+        self._protect_rtcp = dtls._tx_srtp.protect_rtcp
+        self._unprotect = dtls._rx_srtp.unprotect
+        self._unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
+        self._sendto = pair.protocol.transport.sendto
+        self._addr = pair.remote_addr
+        for protocol in connection._protocols:
+            original = protocol.datagram_received
+            protocol.datagram_received = self._make_datagram_hook(original)
+            self._hooked.append((protocol, original))
+        return True
+
+    def _make_datagram_hook(self, original: Callable[[bytes, Any], None]
+                            ) -> Callable[[bytes, Any], None]:
+        unprotect, unprotect_rtcp = self._unprotect, self._unprotect_rtcp
+        assert unprotect is not None and unprotect_rtcp is not None
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            first = data[0] if data else 0
+            if not 127 < first < 192:
+                original(data, addr)  # STUN (consent checks) and DTLS go to aioice/aiortc
+                return
+            try:
+                if len(data) > 1 and 191 < data[1] < 224:
+                    self.on_rtcp(unprotect_rtcp(data))
+                else:
+                    self.on_rtp(unprotect(data))
+            except Exception:
+                # Garbage, replays and undecryptable packets are dropped; one participant's
+                # bad packets never reach the others or end the connection.
+                self.bad_packets += 1
+        return datagram_received
+
+    def send_rtp(self, packet: bytes) -> None:
+        """Protect and send one RTP packet now; silently dropped when not connected."""
+        sendto = self._sendto
+        if sendto is not None:
+            sendto(self._protect(packet), self._addr)  # type: ignore[misc]
+
+    def send_rtcp(self, packet: bytes) -> None:
+        sendto = self._sendto
+        if sendto is not None:
+            sendto(self._protect_rtcp(packet), self._addr)  # type: ignore[misc]
+
+    async def close(self) -> None:
+        self._sendto = None
+        for protocol, original in self._hooked:
+            protocol.datagram_received = original
+        self._hooked.clear()
+        self.on_rtp = self.on_rtcp = _drop
+        await self.pc.close()
+
+
+def _drop(_: bytes) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None

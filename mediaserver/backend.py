@@ -1,0 +1,109 @@
+"""SfuBackend: the selective forwarding unit behind signalling's MediaBackend interface."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from signaling.media import (
+    MediaNegotiationError,
+    MediaSessionSpec,
+    MediaUnavailable,
+    Notify,
+)
+
+from .aiortc_adapter import use_host_addresses
+from .participant import NegotiationError
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_INTERVAL_S = 0.05  # NACKs to publishers
+REPORT_INTERVAL_S = 1.0  # receiver reports to publishers
+
+
+class SfuBackend:
+    def __init__(self, *, ice_servers: Sequence[dict[str, Any]] = (),
+                 host_addresses: Sequence[str] = ()) -> None:
+        self.ice_servers = [dict(s) for s in ice_servers]
+        use_host_addresses(host_addresses or None)
+        self.routers: dict[str, Router] = {}
+        self._notify: Notify = lambda _pid, _msg: None
+        self._ticker: asyncio.Task[None] | None = None
+
+    def bind(self, notify: Notify) -> None:
+        self._notify = notify
+
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_loop(), name="sfu-ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for session_id in list(self.routers):
+            await self.close_session(session_id)
+
+    async def _tick_loop(self) -> None:
+        last_report = 0.0
+        while True:
+            await asyncio.sleep(FEEDBACK_INTERVAL_S)
+            now = time.monotonic()
+            reports = now - last_report >= REPORT_INTERVAL_S
+            if reports:
+                last_report = now
+            for router in list(self.routers.values()):
+                try:
+                    router.tick(now, reports)
+                except Exception:
+                    log.exception("media session %s: feedback failed", router.spec.session_id)
+
+    async def create_session(self, spec: MediaSessionSpec) -> None:
+        # Through a lambda: the notify callback may be bound after sessions exist.
+        self.routers[spec.session_id] = Router(
+            spec, lambda pid, msg: self._notify(pid, msg), self.ice_servers)
+
+    def _router(self, session_id: str) -> Router:
+        router = self.routers.get(session_id)
+        if router is None:
+            raise MediaUnavailable(f"no media session {session_id}")
+        return router
+
+    def join_info(self, session_id: str, participant_id: str) -> dict[str, Any]:
+        spec = self._router(session_id).spec
+        return {"session_id": session_id, "call_id": spec.call_id,
+                "participant_id": participant_id, "kind": spec.kind.value,
+                "ice_servers": self.ice_servers, "media_available": True}
+
+    async def offer(self, session_id: str, participant_id: str, sdp: str) -> str:
+        try:
+            return await self._router(session_id).offer(participant_id, sdp)
+        except NegotiationError as exc:
+            raise MediaNegotiationError(str(exc)) from None
+
+    async def answer(self, session_id: str, participant_id: str, sdp: str) -> None:
+        try:
+            await self._router(session_id).answer(participant_id, sdp)
+        except NegotiationError as exc:
+            raise MediaNegotiationError(str(exc)) from None
+
+    async def add_participant(self, session_id: str, participant_id: str) -> None:
+        self._router(session_id)
+
+    async def remove_participant(self, session_id: str, participant_id: str) -> None:
+        router = self.routers.get(session_id)
+        if router is not None:
+            await router.leave(participant_id)
+
+    async def close_session(self, session_id: str) -> None:
+        router = self.routers.pop(session_id, None)
+        if router is not None:
+            await router.close()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [router.describe() for router in self.routers.values()]

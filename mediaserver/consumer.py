@@ -1,0 +1,152 @@
+"""A Consumer is one outgoing RTP stream: a producer's packets as one participant sees them.
+
+It owns the receiver-facing identity of the stream (SSRC, payload type, sequence numbers and
+timestamps). A consumer outlives producers: when its source participant rejoins (new SSRC,
+new sequence space), the consumer is rebound to the new producer and the outgoing stream
+continues without a jump, starting at a keyframe.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .packet_cache import PacketCache
+from .rtp_header import build_packet
+
+if TYPE_CHECKING:
+    from .producer import Producer
+
+_SEQ = struct.Struct("!H")
+MASK16 = 0xFFFF
+MASK32 = 0xFFFFFFFF
+
+
+class Consumer:
+    __slots__ = (
+        "cache",
+        "clock_rate",
+        "kind",
+        "last_in_seq",
+        "last_out_at",
+        "last_out_seq",
+        "last_out_ts",
+        "nacks",
+        "octets",
+        "packets",
+        "paused",
+        "payload_type",
+        "plis",
+        "producer",
+        "retransmissions",
+        "rr_fraction_lost",
+        "rr_jitter",
+        "rtt_s",
+        "rtx_payload_type",
+        "rtx_seq",
+        "rtx_ssrc",
+        "send",
+        "seq_offset",
+        "source_id",
+        "ssrc",
+        "ts_offset",
+        "waiting_keyframe",
+    )
+
+    def __init__(self, source_id: str, kind: str, ssrc: int, payload_type: int,
+                 clock_rate: int, send: Callable[[bytes], None],
+                 rtx_ssrc: int = 0, rtx_payload_type: int | None = None) -> None:
+        self.source_id = source_id
+        self.kind = kind
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.clock_rate = clock_rate
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_payload_type = rtx_payload_type
+        self.rtx_seq = random.randrange(1 << 16)
+        self.send = send
+        self.producer: Producer | None = None
+        self.cache = PacketCache(1024 if kind == "video" else 256)
+        self.last_out_seq = random.randrange(1 << 16)
+        self.last_out_ts = random.randrange(1 << 32)
+        self.last_out_at = 0.0
+        self.last_in_seq = -1
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.waiting_keyframe = True
+        self.paused = False
+        self.packets = 0
+        self.octets = 0
+        self.retransmissions = 0
+        self.nacks = 0
+        self.plis = 0
+        self.rr_fraction_lost = 0
+        self.rr_jitter = 0
+        self.rtt_s = 0.0
+
+    def bind(self, producer: Producer | None, now: float) -> None:
+        """Follow a (new) producer; the next forwarded packet re-bases seq and timestamp."""
+        if self.producer is not None and self in self.producer.consumers:
+            self.producer.consumers.remove(self)
+        self.producer = producer
+        self.waiting_keyframe = True
+        self.last_in_seq = -1
+        if producer is not None:
+            producer.consumers.append(self)
+            producer.want_keyframe(now)
+
+    def forward(self, data: bytes, marker: int, seq_ext: int, timestamp: int, offset: int,
+                keyframe: bool, now: float) -> None:
+        """Hot path: rewrite the header for this receiver and send; no await, no logging."""
+        if self.paused:
+            return
+        if self.last_in_seq < 0:
+            if not keyframe:
+                return  # a decoder can only start at a keyframe
+            # Continue the outgoing stream where it stopped: next seq, and a timestamp that
+            # advanced by the wall-clock time since the last packet went out.
+            gap = max(1, int((now - self.last_out_at) * self.clock_rate)) \
+                if self.last_out_at else 1
+            self.seq_offset = self.last_out_seq + 1 - seq_ext
+            self.ts_offset = self.last_out_ts + gap - timestamp
+            self.waiting_keyframe = False
+        elif seq_ext <= self.last_in_seq - 3000:
+            return  # from before the re-base: would go out as a duplicate
+        out_seq = (seq_ext + self.seq_offset) & MASK16
+        out_ts = (timestamp + self.ts_offset) & MASK32
+        packet = build_packet(self.payload_type, marker, out_seq, out_ts, self.ssrc,
+                              memoryview(data)[offset:])
+        if seq_ext > self.last_in_seq:
+            self.last_in_seq = seq_ext
+            self.last_out_seq = out_seq
+            self.last_out_ts = out_ts
+            self.last_out_at = now
+        self.cache.put(out_seq, packet, now)
+        self.packets += 1
+        self.octets += len(packet) - 12
+        self.send(packet)
+
+    def retransmit(self, lost: list[int], now: float) -> int:
+        """Answer a receiver's NACK from the history of sent packets (RTX if negotiated)."""
+        self.nacks += 1
+        sent = 0
+        for seq in lost:
+            packet = self.cache.get(seq)
+            if packet is None:
+                continue
+            if self.rtx_payload_type is not None:
+                self.rtx_seq = (self.rtx_seq + 1) & MASK16
+                # RFC 4588: the original sequence number leads the original payload.
+                marker = packet[1] >> 7
+                timestamp = int.from_bytes(packet[4:8], "big")
+                packet = build_packet(self.rtx_payload_type, marker, self.rtx_seq, timestamp,
+                                      self.rtx_ssrc, packet[2:4] + packet[12:])
+            self.send(packet)
+            sent += 1
+        self.retransmissions += sent
+        return sent
+
+    def out_timestamp_for(self, in_timestamp: int) -> int:
+        return (in_timestamp + self.ts_offset) & MASK32

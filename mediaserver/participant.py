@@ -1,0 +1,342 @@
+"""A participant's one WebRTC connection to the SFU: its producers, its consumers, its RTCP.
+
+Incoming RTP is demultiplexed by SSRC (new SSRCs are matched to an m-section by payload
+type, so publishers that announce no SSRC in their SDP work too). Incoming RTCP carries the
+receiver's view of our consumers (loss, jitter, RTT, NACK, PLI/FIR, REMB) and the
+publisher's sender reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCRtpSender, RTCSessionDescription
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from .aiortc_adapter import PeerAdapter, RecvSlot, RelayTrack, SendSlot
+from .consumer import Consumer
+from .producer import Producer
+from .rtp_header import parse_header
+
+if TYPE_CHECKING:
+    from .router import Router
+
+log = logging.getLogger(__name__)
+
+RTCP_PSFB_FIR = 4
+RTCP_PSFB_APP = 15  # REMB
+
+
+class NegotiationError(Exception):
+    """The participant's SDP could not be applied; the message says why."""
+
+
+def check_sdp(sdp: str) -> None:
+    """Refuse descriptions aiortc would accept but cannot connect with, naming what lacks."""
+    if not sdp.startswith("v=0"):
+        raise NegotiationError("invalid SDP: it must start with v=0")
+    lines = sdp.splitlines()
+    if not any(line.startswith(("m=audio", "m=video")) for line in lines):
+        raise NegotiationError("invalid SDP: no audio or video m-section")
+    for attribute in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
+        if not any(line.startswith(attribute) for line in lines):
+            raise NegotiationError(f"invalid SDP: no {attribute[2:-1]} attribute")
+
+
+def ntp_now() -> int:
+    now = time.time() + 2208988800
+    return (int(now) << 32) | int((now % 1) * (1 << 32))
+
+
+class Participant:
+    def __init__(self, participant_id: str, router: Router, peer: PeerAdapter) -> None:
+        self.id = participant_id
+        self.router = router
+        self.peer = peer
+        self.producers: dict[int, Producer] = {}  # by SSRC (RTX SSRCs map to their stream)
+        self.rtx_ssrcs: dict[int, Producer] = {}
+        self.consumers: dict[tuple[str, str], Consumer] = {}  # (source participant, kind)
+        self.consumer_by_ssrc: dict[int, Consumer] = {}
+        self.slot_of: dict[tuple[str, str], SendSlot] = {}
+        self.remb_bps: int | None = None
+        self.bad_packets = 0
+        self._pt_map: dict[int, tuple[RecvSlot, Any]] = {}
+        self._renegotiating = False
+        self._renegotiate_again = False
+        self.closed = False
+        peer.on_rtp = self.on_rtp
+        peer.on_rtcp = self.on_rtcp
+        peer.on_connected = self._on_connected
+        peer.on_slot_ready = router.reconcile
+        peer.on_closed = lambda: router.participant_lost(self)
+
+    # Negotiation --------------------------------------------------------------------------
+    async def handle_offer(self, sdp: str) -> str:
+        pc = self.peer.pc
+        if pc.signalingState != "stable":
+            raise NegotiationError("a negotiation is already in progress; answer it first")
+        check_sdp(sdp)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            raise NegotiationError(f"invalid offer: {exc}") from None
+        self.peer.adopt_transceivers()
+        for transceiver in pc.getTransceivers():
+            if transceiver.sender.track is None and transceiver.kind in ("audio", "video"):
+                pc.addTrack(RelayTrack(transceiver.kind))
+        self._prefer_session_codec()
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        self._learn_payload_types()
+        self.router.reconcile()
+        return pc.localDescription.sdp
+
+    async def handle_answer(self, sdp: str) -> None:
+        pc = self.peer.pc
+        if pc.signalingState != "have-local-offer":
+            raise NegotiationError("no offer from the server is waiting for an answer")
+        check_sdp(sdp)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise NegotiationError(f"invalid answer: {exc}") from None
+        self._learn_payload_types()
+        self._renegotiating = False
+        if self._renegotiate_again:
+            self._renegotiate_again = False
+            await self.renegotiate()
+        self.router.reconcile()
+
+    async def renegotiate(self) -> None:
+        """Send the participant a server offer (new or removed streams)."""
+        if self._renegotiating or self.peer.pc.signalingState != "stable":
+            self._renegotiate_again = True
+            return
+        self._renegotiating = True
+        self._prefer_session_codec()
+        offer = await self.peer.pc.createOffer()
+        await self.peer.pc.setLocalDescription(offer)
+        self.router.notify(self.id, {"type": "media.offer",
+                                     "sdp": self.peer.pc.localDescription.sdp})
+
+    def _prefer_session_codec(self) -> None:
+        mime = self.router.video_mime
+        if mime is None:
+            return
+        capabilities = RTCRtpSender.getCapabilities("video").codecs
+        chosen = [c for c in capabilities if c.mimeType.lower() == mime]
+        rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+        for transceiver in self.peer.pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.setCodecPreferences(chosen + rtx)
+
+    def offered_video_codecs(self) -> list[str]:
+        pc = self.peer.pc
+        desc = pc.remoteDescription
+        if desc is None:
+            return []
+        names = []
+        for line in desc.sdp.splitlines():
+            if line.startswith("a=rtpmap:"):
+                name = line.split(" ", 1)[1].split("/", 1)[0].lower()
+                names.append("video/" + name)
+        return names
+
+    def _learn_payload_types(self) -> None:
+        for slot in self.peer.recv_slots:
+            for codec in self.peer.negotiated_codecs(slot.transceiver):
+                self._pt_map[codec.payloadType] = (slot, codec)
+
+    # Media --------------------------------------------------------------------------------
+    def _on_connected(self) -> None:
+        self.router.reconcile()
+
+    def on_rtp(self, data: bytes) -> None:
+        """Hot path: demultiplex one decrypted RTP packet."""
+        header = parse_header(data)
+        if header is None:
+            self.bad_packets += 1
+            return
+        payload_type, marker, seq, timestamp, ssrc, offset = header
+        producer = self.producers.get(ssrc)
+        if producer is not None and payload_type == producer.payload_type:
+            producer.receive(data, marker, seq, timestamp, offset, time.monotonic())
+            return
+        self._on_other_rtp(data, payload_type, marker, seq, timestamp, ssrc, offset)
+
+    def _on_other_rtp(self, data: bytes, payload_type: int, marker: int, seq: int,
+                      timestamp: int, ssrc: int, offset: int) -> None:
+        """First packet of a stream, retransmissions (RTX), or garbage."""
+        producer = self.rtx_ssrcs.get(ssrc)
+        if producer is None:
+            mapped = self._pt_map.get(payload_type)
+            if mapped is None:
+                self.bad_packets += 1
+                return
+            slot, codec = mapped
+            mime = codec.mimeType.lower()
+            if mime == f"{slot.kind}/rtx":
+                apt = codec.parameters.get("apt")
+                producer = next((p for p in self.producers.values()
+                                 if p.payload_type == apt and p.kind == slot.kind), None)
+                if producer is None:
+                    return
+                self.rtx_ssrcs[ssrc] = producer
+            else:
+                self._new_producer(ssrc, slot, codec)
+                self.on_rtp(data)
+                return
+        if len(data) < offset + 2:
+            return
+        # RFC 4588: the original sequence number leads the payload.
+        original_seq = int.from_bytes(data[offset:offset + 2], "big")
+        restored = data[:offset] + data[offset + 2:]
+        producer.receive(restored, marker, original_seq, timestamp, offset, time.monotonic())
+
+    def _new_producer(self, ssrc: int, slot: RecvSlot, codec: Any) -> None:
+        rtx_pt = next((c.payloadType for c in self.peer.negotiated_codecs(slot.transceiver)
+                       if c.mimeType.lower().endswith("/rtx")
+                       and c.parameters.get("apt") == codec.payloadType), None)
+        old = [p for p in self.producers.values() if p.kind == slot.kind]
+        for p in old:  # a new SSRC on the same m-section replaces the old stream
+            self.producers.pop(p.ssrc, None)
+        producer = Producer(self.id, slot.kind, ssrc, codec.mimeType, codec.payloadType,
+                            codec.clockRate, rtx_pt, self._send_pli)
+        self.producers[ssrc] = producer
+        log.info("%s publishes %s %s (ssrc %d)", self.id, slot.kind, codec.mimeType, ssrc)
+        self.router.producer_added(self, producer, replaced=old)
+
+    def _send_pli(self, producer: Producer) -> None:
+        self.peer.send_rtcp(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.peer.rtcp_ssrc(),
+                                                 media_ssrc=producer.ssrc)))
+
+    def on_rtcp(self, data: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            self.bad_packets += 1
+            return
+        now = time.monotonic()
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                producer = self.producers.get(packet.ssrc)
+                if producer is not None:
+                    info = packet.sender_info
+                    producer.sr_ntp, producer.sr_rtp = info.ntp_timestamp, info.rtp_timestamp
+                    producer.sr_at = now
+                    self.router.forward_sender_report(producer)
+                self._on_reports(packet.reports, now)
+            elif isinstance(packet, RtcpRrPacket):
+                self._on_reports(packet.reports, now)
+            elif isinstance(packet, RtcpRtpfbPacket):
+                consumer = self.consumer_by_ssrc.get(packet.media_ssrc)
+                if consumer is not None and packet.fmt == RTCP_RTPFB_NACK:
+                    consumer.retransmit(packet.lost, now)
+            elif isinstance(packet, RtcpPsfbPacket):
+                self._on_psfb(packet, now)
+
+    def _on_psfb(self, packet: RtcpPsfbPacket, now: float) -> None:
+        if packet.fmt == RTCP_PSFB_APP:
+            try:
+                self.remb_bps, _ = unpack_remb_fci(packet.fci)
+            except ValueError:
+                self.bad_packets += 1
+            return
+        target = packet.media_ssrc
+        if packet.fmt == RTCP_PSFB_FIR and len(packet.fci) >= 4:
+            target = int.from_bytes(packet.fci[:4], "big")
+        consumer = self.consumer_by_ssrc.get(target)
+        if consumer is not None and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            consumer.plis += 1
+            if consumer.producer is not None:
+                consumer.producer.want_keyframe(now)
+
+    def _on_reports(self, reports: list[RtcpReceiverInfo], now: float) -> None:
+        for report in reports:
+            consumer = self.consumer_by_ssrc.get(report.ssrc)
+            if consumer is None:
+                continue
+            consumer.rr_fraction_lost = report.fraction_lost
+            consumer.rr_jitter = report.jitter
+            if report.lsr:
+                middle = (ntp_now() >> 16) & 0xFFFFFFFF
+                rtt = ((middle - report.lsr - report.dlsr) & 0xFFFFFFFF) / 65536.0
+                if rtt < 10:
+                    consumer.rtt_s = rtt
+
+    # Periodic feedback to the publisher ----------------------------------------------------
+    def send_feedback(self, now: float, *, reports: bool) -> None:
+        """NACK what publishers lost; every second, receiver reports."""
+        rtcp_ssrc = self.peer.rtcp_ssrc()
+        for producer in list(self.producers.values()):
+            lost = producer.loss.due_nacks(now, 0.05)
+            if lost:
+                nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc,
+                                       media_ssrc=producer.ssrc)
+                nack.lost = lost
+                self.peer.send_rtcp(bytes(nack))
+        if reports and self.producers:
+            blocks = []
+            for producer in self.producers.values():
+                lsr = (producer.sr_ntp >> 16) & 0xFFFFFFFF
+                dlsr = int((now - producer.sr_at) * 65536) if producer.sr_at else 0
+                blocks.append(producer.stats.report_block(producer.ssrc, lsr, dlsr))
+            self.peer.send_rtcp(bytes(RtcpRrPacket(ssrc=rtcp_ssrc, reports=blocks)))
+
+    # Consumers ----------------------------------------------------------------------------
+    def free_send_slot(self, kind: str) -> SendSlot | None:
+        used = {id(s) for s in self.slot_of.values()}
+        for slot in self.peer.send_slots:
+            if slot.kind == kind and id(slot) not in used and \
+                    slot.transceiver.currentDirection in ("sendrecv", "sendonly"):
+                return slot
+        return None
+
+    def attach(self, source_id: str, kind: str, slot: SendSlot,
+               producer: Producer | None) -> Consumer | None:
+        codec = next((c for c in slot.codecs if producer is not None
+                      and c.mimeType.lower() == producer.mime_type), None)
+        if codec is None:
+            return None
+        rtx = next((c.payloadType for c in slot.codecs if c.mimeType.lower().endswith("/rtx")
+                    and c.parameters.get("apt") == codec.payloadType), None)
+        consumer = Consumer(source_id, kind, slot.ssrc, codec.payloadType, codec.clockRate,
+                            self.peer.send_rtp, slot.rtx_ssrc, rtx)
+        self.consumers[(source_id, kind)] = consumer
+        self.consumer_by_ssrc[slot.ssrc] = consumer
+        self.slot_of[(source_id, kind)] = slot
+        return consumer
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "participant_id": self.id,
+            "connected": self.peer.connected,
+            "remb_bps": self.remb_bps,
+            "bad_packets": self.bad_packets + self.peer.bad_packets,
+            "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
+                            "packets": p.packets, "keyframe_requests": p.keyframe_requests}
+                           for p in self.producers.values()],
+            "receiving": [{"from": c.source_id, "kind": c.kind, "ssrc": c.ssrc,
+                           "packets": c.packets, "retransmissions": c.retransmissions,
+                           "fraction_lost": c.rr_fraction_lost / 256, "rtt_ms":
+                           round(c.rtt_s * 1000, 1), "waiting_keyframe": c.waiting_keyframe}
+                          for c in self.consumers.values()],
+        }
+
+    async def close(self) -> None:
+        self.closed = True
+        for consumer in self.consumers.values():
+            consumer.bind(None, time.monotonic())
+        await self.peer.close()

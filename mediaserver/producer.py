@@ -1,0 +1,111 @@
+"""A Producer is one RTP stream a participant sends us (mediasoup's word for it).
+
+It tracks what arrives (sequence extension, loss to NACK, statistics for receiver reports,
+the publisher's latest sender report) and hands every packet to its consumers. Keyframe
+requests to the publisher are throttled here, whoever asks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import h264, vp8
+from .loss_detector import LossDetector
+from .rtp_header import SeqUnwrapper
+from .stream_stats import ReceiveStats
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.5
+
+
+def _vp8_keyframe(data: bytes, offset: int) -> bool:
+    fields = vp8.descriptor_fields(memoryview(data)[offset:])
+    return fields is not None and fields[-1]
+
+
+def _h264_keyframe(data: bytes, offset: int) -> bool:
+    return h264.is_keyframe(memoryview(data)[offset:])
+
+
+def _always(data: bytes, offset: int) -> bool:
+    return True
+
+
+KEYFRAME_DETECTORS: dict[str, Callable[[bytes, int], bool]] = {
+    "video/vp8": _vp8_keyframe, "video/h264": _h264_keyframe}
+
+
+class Producer:
+    __slots__ = (
+        "clock_rate",
+        "consumers",
+        "is_keyframe",
+        "keyframe_requested_at",
+        "keyframe_requests",
+        "kind",
+        "last_packet_at",
+        "loss",
+        "mime_type",
+        "octets",
+        "packets",
+        "participant_id",
+        "payload_type",
+        "request_keyframe",
+        "rtx_payload_type",
+        "sr_at",
+        "sr_ntp",
+        "sr_rtp",
+        "ssrc",
+        "stats",
+        "unwrap",
+    )
+
+    def __init__(self, participant_id: str, kind: str, ssrc: int, mime_type: str,
+                 payload_type: int, clock_rate: int, rtx_payload_type: int | None,
+                 request_keyframe: Callable[[Producer], None]) -> None:
+        self.participant_id = participant_id
+        self.kind = kind
+        self.ssrc = ssrc
+        self.mime_type = mime_type.lower()
+        self.payload_type = payload_type
+        self.rtx_payload_type = rtx_payload_type
+        self.clock_rate = clock_rate
+        self.is_keyframe = KEYFRAME_DETECTORS.get(self.mime_type, _always)
+        self.consumers: list[Consumer] = []
+        self.unwrap = SeqUnwrapper()
+        self.stats = ReceiveStats(clock_rate)
+        self.loss = LossDetector()
+        self.request_keyframe = request_keyframe
+        self.keyframe_requested_at = -1e9
+        self.keyframe_requests = 0
+        self.sr_ntp = 0
+        self.sr_rtp = 0
+        self.sr_at = 0.0
+        self.packets = 0
+        self.octets = 0
+        self.last_packet_at = 0.0
+
+    def receive(self, data: bytes, marker: int, seq: int, timestamp: int, offset: int,
+                now: float) -> None:
+        """Hot path: one call per received packet, fan-out to every consumer."""
+        seq_ext = self.unwrap.unwrap(seq)
+        self.stats.on_packet(seq_ext, timestamp, now)
+        self.loss.on_packet(seq_ext, now)
+        self.packets += 1
+        self.octets += len(data) - offset
+        self.last_packet_at = now
+        keyframe = self.is_keyframe(data, offset)
+        for consumer in self.consumers:
+            consumer.forward(data, marker, seq_ext, timestamp, offset, keyframe, now)
+
+    def want_keyframe(self, now: float) -> bool:
+        """Ask the publisher for a keyframe, at most once per 500 ms whoever asks."""
+        if self.kind != "video" or now - self.keyframe_requested_at < KEYFRAME_REQUEST_INTERVAL_S:
+            return False
+        self.keyframe_requested_at = now
+        self.keyframe_requests += 1
+        self.request_keyframe(self)
+        return True

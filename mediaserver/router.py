@@ -1,0 +1,211 @@
+"""A Router is one media session (one call): who is in it and who receives whom.
+
+`reconcile` is the single place that wires consumers to producers. Every change (a
+participant joins or leaves, a stream appears, a send slot becomes ready) calls it, and it
+converges: each participant consumes every other participant's streams, on a free send slot
+or on a new one added by renegotiation. Keeping one idempotent function avoids a web of
+event handlers that drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+
+from signaling.media import MediaSessionSpec
+
+from .aiortc_adapter import PeerAdapter
+from .participant import NegotiationError, Participant
+from .producer import Producer
+
+log = logging.getLogger(__name__)
+
+# The video codec of a session: the first of these every participant offers. VP8 first:
+# Chromium prefers it and it allows temporal layers; H.264 for Safari and store iPads.
+VIDEO_PREFERENCE = ("video/vp8", "video/h264")
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+
+
+def offered_video_codecs(sdp: str) -> set[str]:
+    """Video codec names in an offer's video m-sections, e.g. {"video/vp8", "video/h264"}."""
+    names: set[str] = set()
+    in_video = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("a=rtpmap:"):
+            parts = line.split(" ", 1)
+            if len(parts) == 2:
+                names.add("video/" + parts[1].split("/", 1)[0].lower())
+    return names
+
+
+class Router:
+    def __init__(self, spec: MediaSessionSpec, notify: Callable[[str, dict[str, Any]], None],
+                 ice_servers: list[dict[str, Any]]) -> None:
+        self.spec = spec
+        self._notify = notify
+        self.ice_servers = ice_servers
+        self.participants: dict[str, Participant] = {}
+        self.video_mime: str | None = None
+        self.created_at = time.time()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def notify(self, participant_id: str, message: dict[str, Any]) -> None:
+        self._notify(participant_id, {**message, "session_id": self.spec.session_id,
+                                      "call_id": self.spec.call_id,
+                                      "participant_id": participant_id})
+
+    async def offer(self, participant_id: str, sdp: str) -> str:
+        """A participant's offer: first join, renegotiation, ICE restart or rejoin."""
+        current = self.participants.get(participant_id)
+        if current is not None and not current.closed and current.peer.connected \
+                and not self._ice_restart(current, sdp):
+            return await current.handle_offer(sdp)
+        self._choose_video_codec(sdp)
+        if current is not None:
+            await self._drop(current)
+        participant = Participant(participant_id, self, PeerAdapter(self.ice_servers))
+        self.participants[participant_id] = participant
+        try:
+            return await participant.handle_offer(sdp)
+        except Exception:
+            await self._drop(participant)
+            raise
+
+    async def answer(self, participant_id: str, sdp: str) -> None:
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            raise NegotiationError("not in this media session: send an offer first")
+        await participant.handle_answer(sdp)
+
+    @staticmethod
+    def _ice_restart(participant: Participant, sdp: str) -> bool:
+        remote = participant.peer.pc.remoteDescription
+        old = _UFRAG.search(remote.sdp) if remote else None
+        new = _UFRAG.search(sdp)
+        return bool(old and new and old.group(1) != new.group(1))
+
+    def _choose_video_codec(self, sdp: str) -> None:
+        offered = offered_video_codecs(sdp)
+        if not offered:
+            return  # audio-only participant
+        if self.video_mime in offered:
+            return
+        others = [offered_video_codecs(p.peer.pc.remoteDescription.sdp)
+                  for p in self.participants.values() if p.peer.pc.remoteDescription]
+        for mime in VIDEO_PREFERENCE:
+            if mime in offered and all(mime in o for o in others if o):
+                if self.video_mime is not None:
+                    raise NegotiationError(
+                        f"this call already uses {self.video_mime}, which the offer lacks")
+                self.video_mime = mime
+                return
+        raise NegotiationError("no video codec in common (need VP8 or H.264)")
+
+    # Wiring -------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        now = time.monotonic()
+        live = [p for p in self.participants.values() if not p.closed]
+        for receiver in live:
+            renegotiate = False
+            for source in live:
+                if source is receiver:
+                    continue
+                for producer in list(source.producers.values()):
+                    key = (source.id, producer.kind)
+                    consumer = receiver.consumers.get(key)
+                    if consumer is None:
+                        slot = receiver.slot_of.get(key) or receiver.free_send_slot(producer.kind)
+                        if slot is None:
+                            slot = receiver.peer.add_send_slot(producer.kind)
+                            renegotiate = True
+                        receiver.slot_of[key] = slot
+                        if not slot.ready:
+                            continue
+                        consumer = receiver.attach(source.id, producer.kind, slot, producer)
+                        if consumer is None:
+                            log.warning("%s cannot receive %s", receiver.id, producer.mime_type)
+                            continue
+                    if consumer.producer is not producer:
+                        consumer.bind(producer, now)
+            if renegotiate:
+                self._spawn(receiver.renegotiate())
+
+    def producer_added(self, participant: Participant, producer: Producer,
+                       replaced: list[Producer]) -> None:
+        now = time.monotonic()
+        for old in replaced:
+            for consumer in list(old.consumers):
+                consumer.bind(None, now)
+        self.reconcile()
+
+    def participant_lost(self, participant: Participant) -> None:
+        """The participant's connection failed or closed: its streams stop for the others."""
+        if self.participants.get(participant.id) is participant:
+            self._spawn(self._drop(participant))
+
+    async def _drop(self, participant: Participant) -> None:
+        now = time.monotonic()
+        for producer in participant.producers.values():
+            for consumer in list(producer.consumers):
+                consumer.bind(None, now)  # keeps its identity for a rejoin
+        participant.producers.clear()
+        await participant.close()
+
+    async def leave(self, participant_id: str) -> None:
+        participant = self.participants.pop(participant_id, None)
+        if participant is not None:
+            await self._drop(participant)
+
+    def forward_sender_report(self, producer: Producer) -> None:
+        """Rewrite the publisher's NTP/RTP pair into each consumer's timestamp space, so the
+        browser keeps this publisher's audio and video in sync."""
+        for receiver in self.participants.values():
+            for consumer in receiver.consumers.values():
+                if consumer.producer is producer and consumer.last_in_seq >= 0:
+                    report = RtcpSrPacket(ssrc=consumer.ssrc, sender_info=RtcpSenderInfo(
+                        ntp_timestamp=producer.sr_ntp,
+                        rtp_timestamp=consumer.out_timestamp_for(producer.sr_rtp),
+                        packet_count=consumer.packets & 0xFFFFFFFF,
+                        octet_count=consumer.octets & 0xFFFFFFFF))
+                    receiver.peer.send_rtcp(bytes(report))
+
+    def tick(self, now: float, reports: bool) -> None:
+        for participant in self.participants.values():
+            if participant.peer.connected:
+                participant.send_feedback(now, reports=reports)
+            for consumer in participant.consumers.values():
+                # A throttled or lost keyframe request must not leave a receiver frozen:
+                # ask again (want_keyframe keeps it to one per 500 ms per publisher).
+                if consumer.last_in_seq < 0 and consumer.producer is not None:
+                    consumer.producer.want_keyframe(now)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("media session %s: %r", self.spec.session_id, task.exception())
+
+    async def close(self) -> None:
+        for participant in list(self.participants.values()):
+            await self._drop(participant)
+        self.participants.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def describe(self) -> dict[str, Any]:
+        return {"session_id": self.spec.session_id, "call_id": self.spec.call_id,
+                "conversation_id": self.spec.conversation_id, "kind": self.spec.kind.value,
+                "store_id": self.spec.store_id, "video_codec": self.video_mime,
+                "participants": [p.describe() for p in self.participants.values()]}

@@ -1,0 +1,197 @@
+"""RTP fixed-header parsing and building for the SFU forwarding path (RFC 3550).
+
+Everything here runs once per received or forwarded packet, so it avoids
+per-packet objects beyond the unavoidable result (a tuple, an int, the output
+bytes) and uses precompiled :class:`struct.Struct` methods bound at import time.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = [
+    "RTP_FIXED",
+    "SeqUnwrapper",
+    "TimestampUnwrapper",
+    "build_packet",
+    "build_packet_with_head",
+    "is_rtcp",
+    "parse_header",
+]
+
+#: V/P/X/CC, M/PT, sequence number, timestamp, SSRC.
+RTP_FIXED = struct.Struct("!BBHII")
+
+_unpack_fixed = RTP_FIXED.unpack_from
+_pack_fixed = RTP_FIXED.pack
+
+
+def parse_header(
+    data: bytes | bytearray | memoryview,
+) -> tuple[int, int, int, int, int, int] | None:
+    """Validate an RTP packet and return what the forwarder needs from its header.
+
+    HOT PATH: called once for every packet received from a publisher, so it
+    returns a plain tuple ``(payload_type, marker, seq, timestamp, ssrc,
+    payload_offset)`` instead of an object, and reads the extension length with
+    two byte indexes instead of another ``struct`` call.
+
+    ``payload_offset`` skips CSRCs and the header extension so the caller can
+    slice the codec payload with a memoryview. Padding is validated but not
+    stripped: the payload runs to ``len(data) - data[-1]`` when the P bit is set
+    (callers forwarding VP8/H.264 never see padded media from browsers, which
+    only pad empty probe packets).
+
+    Returns None for anything a receiver would reject, so a broken or hostile
+    publisher cannot make the SFU forward garbage or raise on the hot path.
+    """
+    n = len(data)
+    if n < 12:
+        return None
+    b0, b1, seq, timestamp, ssrc = _unpack_fixed(data)
+    if b0 & 0xC0 != 0x80:
+        return None
+    offset = 12 + ((b0 & 0x0F) << 2)
+    if b0 & 0x10:
+        if offset + 4 > n:
+            return None
+        offset += 4 + (((data[offset + 2] << 8) | data[offset + 3]) << 2)
+    if offset > n:
+        return None
+    if b0 & 0x20:
+        # The pad count includes itself, so 0 is invalid, and it may not eat
+        # into the header.
+        pad = data[n - 1]
+        if pad == 0 or offset + pad > n:
+            return None
+    return b1 & 0x7F, b1 >> 7, seq, timestamp, ssrc, offset
+
+
+def is_rtcp(data: bytes | bytearray | memoryview) -> bool:
+    """Tell RTCP from RTP on a multiplexed port (RFC 5761 section 4).
+
+    RTCP packet types 192..223 occupy the byte where RTP carries M+PT, and
+    WebRTC never negotiates RTP payload types 64..95 precisely so this works.
+    """
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+# Why ``pack(header) + payload``: it does exactly one payload-sized allocation
+# (the result; the 12-byte header is a small pymalloc object) and a single copy
+# of the payload. Measured on the dev box (Python 3.11, 1200-byte payload,
+# median of 7 runs, including the Python function call):
+#     .venv/bin/python -m benchmarks.packet_ops --build-variants
+#   pack(header) + payload (bytes)                      ~147 ns
+#   pack(header) + payload (memoryview)                 ~150-165 ns
+#   b"".join((pack(header), payload))                   ~175 ns
+#   per-length Struct("!BBHII%ds") cache (bytes only)   ~170-200 ns (dict lookup
+#       eats the saving of the one-allocation pack, and memoryviews would need
+#       an extra copy)
+#   bytearray(12+n) + pack_into + slice copy + bytes()  ~410-550 ns (two big
+#       allocations and two copies)
+def build_packet(
+    payload_type: int,
+    marker: int,
+    seq: int,
+    timestamp: int,
+    ssrc: int,
+    payload: bytes | bytearray | memoryview,
+) -> bytes:
+    """Serialise a forwarded packet with a fresh minimal header.
+
+    The publisher's header extensions and CSRCs are dropped on purpose:
+    extension IDs are negotiated per peer connection, so copying them to
+    another receiver would mislabel them. Callers add their own extensions in
+    the transport layer if needed. ``seq``/``timestamp`` must already be
+    reduced to 16/32 bits (``struct.error`` otherwise: a bug, not bad input).
+    """
+    return _pack_fixed(0x80, payload_type | (marker << 7), seq, timestamp, ssrc) + payload
+
+
+def build_packet_with_head(
+    payload_type: int,
+    marker: int,
+    seq: int,
+    timestamp: int,
+    ssrc: int,
+    head: bytes,
+    payload_tail: bytes | bytearray | memoryview,
+) -> bytes:
+    """Like :func:`build_packet` for a payload whose first bytes were rewritten.
+
+    The VP8 forwarder replaces the small descriptor (``head``) and keeps the
+    rest; joining header, head and a memoryview of the rest copies the VP8
+    data once instead of twice (rewrite, then build).
+    """
+    return b"".join(
+        (_pack_fixed(0x80, payload_type | (marker << 7), seq, timestamp, ssrc), head, payload_tail)
+    )
+
+
+class SeqUnwrapper:
+    """Extend 16-bit RTP sequence numbers to a never-wrapping integer.
+
+    Loss detection, NACK bookkeeping and RFC 3550 statistics all need to order
+    packets across the 65535 -> 0 wrap. Each new number is placed at the
+    distance closest to the highest number seen so far (within half the space,
+    as RFC 3550 A.1 assumes), so reordered and retransmitted packets map back
+    to their original extended value. The result equals ``cycles * 65536 +
+    seq``, i.e. the RFC 3550 "extended highest sequence number" form; it can
+    only be negative for a packet reordered before the very first one across
+    a wrap.
+    """
+
+    __slots__ = ("_highest",)
+
+    def __init__(self) -> None:
+        self._highest: int | None = None
+
+    @property
+    def highest(self) -> int | None:
+        """Highest extended value returned so far (None before the first)."""
+        return self._highest
+
+    def unwrap(self, value: int) -> int:
+        """Return the extended form of ``value``; the highest only ever grows."""
+        highest = self._highest
+        if highest is None:
+            self._highest = value
+            return value
+        delta = (value - highest) & 0xFFFF
+        if delta >= 0x8000:
+            return highest + delta - 0x10000
+        extended = highest + delta
+        self._highest = extended
+        return extended
+
+
+class TimestampUnwrapper:
+    """Extend 32-bit RTP timestamps exactly like :class:`SeqUnwrapper`.
+
+    Needed wherever timestamps are compared or subtracted over long periods
+    (a 90 kHz clock wraps every 13.25 hours, but publishers start at a random
+    offset, so a wrap can happen seconds into a call).
+    """
+
+    __slots__ = ("_highest",)
+
+    def __init__(self) -> None:
+        self._highest: int | None = None
+
+    @property
+    def highest(self) -> int | None:
+        """Highest extended value returned so far (None before the first)."""
+        return self._highest
+
+    def unwrap(self, value: int) -> int:
+        """Return the extended form of ``value``; the highest only ever grows."""
+        highest = self._highest
+        if highest is None:
+            self._highest = value
+            return value
+        delta = (value - highest) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            return highest + delta - 0x100000000
+        extended = highest + delta
+        self._highest = extended
+        return extended

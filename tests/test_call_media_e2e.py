@@ -1,0 +1,68 @@
+"""Escalation to a real video call through the running server: signalling over WebSocket,
+media through the SFU, decoded by aiortc peers on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mediaserver.aiortc_adapter import use_host_addresses
+from signaling.model import Role
+
+from .conftest import new_shopper
+from .harness import http
+from .media_peers import MediaPeer, colour_close
+
+RED, BLUE = (0, 0, 255), (255, 0, 0)
+
+
+async def negotiate(client, call_id: str, peer: MediaPeer) -> None:
+    async with peer.negotiating:
+        result = await client.ok("media.offer", call_id=call_id, sdp=await peer.offer())
+        await peer.accept_answer(result["sdp"])
+
+
+async def test_escalated_video_call_carries_media_both_ways(server, connect):
+    use_host_addresses(["127.0.0.1"])  # the test's own peers, like the server, on loopback
+    alice = await connect(server, Role.STAFF, "alice")
+    await alice.ok("presence.set", status="online")
+    shopper = await connect(server, token=await new_shopper(server))
+    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
+                            language="en"))["conversation"]["conversation_id"]
+    await alice.expect("conversation.offered")
+    await alice.ok("conversation.accept", conversation_id=cid)
+    call_id = (await shopper.ok("call.propose", conversation_id=cid,
+                                kind="video"))["call"]["call_id"]
+    started = await alice.ok("call.accept", call_id=call_id)
+    assert started["join"]["media_available"] is True
+    await shopper.expect("call.started")
+
+    shopper_cam, staff_cam = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
+    try:
+        await negotiate(shopper, call_id, shopper_cam)
+        await negotiate(alice, call_id, staff_cam)
+        await staff_cam.wait_frames(15)
+        await shopper_cam.wait_frames(15)
+        assert colour_close(staff_cam.video_in()[0].mean_bgr(), RED)
+        assert colour_close(shopper_cam.video_in()[0].mean_bgr(), BLUE)
+
+        status, sessions = await http("GET", server.base_url + "/api/media-sessions",
+                                      server.token(Role.OPERATOR, "ops"))
+        assert status == 200
+        [live] = sessions["media_sessions"]
+        assert live["call_id"] == call_id and live["video_codec"] == "video/vp8"
+        receiving = {p["participant_id"]: p["receiving"] for p in live["participants"]}
+        assert {r["kind"] for r in receiving["staff:alice"]} == {"audio", "video"}
+        assert all(r["packets"] > 0 for r in receiving["staff:alice"])
+
+        await shopper.ok("call.end", call_id=call_id)
+        await alice.expect("call.ended")
+        for _ in range(50):
+            _, sessions = await http("GET", server.base_url + "/api/media-sessions",
+                                     server.token(Role.OPERATOR, "ops"))
+            if not sessions["media_sessions"]:
+                break
+            await asyncio.sleep(0.1)
+        assert sessions["media_sessions"] == []
+    finally:
+        await shopper_cam.close()
+        await staff_cam.close()
