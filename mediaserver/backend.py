@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from signaling.media import (
@@ -17,6 +17,8 @@ from signaling.media import (
 )
 
 from .aiortc_adapter import use_host_addresses
+from .bandwidth import StoreBudget, session_share
+from .metrics import SfuCollector, Totals, participant_totals
 from .participant import NegotiationError
 from .router import Router
 
@@ -28,12 +30,18 @@ REPORT_INTERVAL_S = 1.0  # receiver reports to publishers
 
 class SfuBackend:
     def __init__(self, *, ice_servers: Sequence[dict[str, Any]] = (),
-                 host_addresses: Sequence[str] = ()) -> None:
+                 host_addresses: Sequence[str] = (), video_floor_kbps: float = 100,
+                 store_budget: Callable[[str], StoreBudget] | None = None) -> None:
         self.ice_servers = [dict(s) for s in ice_servers]
+        self.video_floor_bps = video_floor_kbps * 1000
+        self.store_budget = store_budget or (lambda _store: StoreBudget())
         use_host_addresses(host_addresses or None)
         self.routers: dict[str, Router] = {}
         self._notify: Notify = lambda _pid, _msg: None
         self._ticker: asyncio.Task[None] | None = None
+        self.retired = Totals()
+        self.retired_fallbacks = 0
+        self.collector = SfuCollector(self)
 
     def bind(self, notify: Notify) -> None:
         self._notify = notify
@@ -66,7 +74,18 @@ class SfuBackend:
     async def create_session(self, spec: MediaSessionSpec) -> None:
         # Through a lambda: the notify callback may be bound after sessions exist.
         self.routers[spec.session_id] = Router(
-            spec, lambda pid, msg: self._notify(pid, msg), self.ice_servers)
+            spec, lambda pid, msg: self._notify(pid, msg), self.ice_servers,
+            video_floor_bps=self.video_floor_bps, store_share=self._share,
+            retire=lambda p: self.retired.add(participant_totals(p)))
+
+    def _share(self, store_id: str | None) -> StoreBudget:
+        """This session's share of its store's capacity: equal among the store's sessions."""
+        if store_id is None:
+            return StoreBudget()
+        budget = self.store_budget(store_id)
+        sessions = sum(1 for r in self.routers.values() if r.spec.store_id == store_id)
+        return StoreBudget(session_share(budget.uplink_bps, sessions),
+                           session_share(budget.downlink_bps, sessions))
 
     def _router(self, session_id: str) -> Router:
         router = self.routers.get(session_id)
@@ -104,6 +123,7 @@ class SfuBackend:
         router = self.routers.pop(session_id, None)
         if router is not None:
             await router.close()
+            self.retired_fallbacks += router.fallbacks
 
     def describe(self) -> list[dict[str, Any]]:
         return [router.describe() for router in self.routers.values()]

@@ -103,7 +103,9 @@ class LossDetector:
         missing = self._missing
         if not missing:
             return []
-        interval = max(rtt_s, self.min_interval_s)
+        # The epsilon keeps a timer ticking exactly every interval from
+        # missing a retry to float rounding (0.12 - 0.1 < 0.02).
+        interval = max(rtt_s, self.min_interval_s) - 1e-6
         oldest = now - self.max_age_s
         max_tries = self.max_tries
         due: list[int] = []

@@ -46,7 +46,13 @@ class PacketCache:
         self._sent_at[i] = sent_at
 
     def get(self, seq16: int) -> bytes | None:
-        """The packet sent with this number, if still held."""
+        """The packet sent with this number, if still held.
+
+        Numbers are reduced to 16 bits first: aiortc's NACK parser
+        (``RtcpRtpfbPacket.parse``) returns PID + bit offset without wrapping,
+        so a NACK just below the 65535 -> 0 wrap yields 65536, 65537, ...
+        """
+        seq16 &= 0xFFFF
         i = seq16 & self._mask
         if self._seqs[i] == seq16:
             return self._packets[i]
@@ -54,6 +60,7 @@ class PacketCache:
 
     def sent_at(self, seq16: int) -> float | None:
         """When the packet was (last) sent, to skip NACKs that arrive within an RTT."""
+        seq16 &= 0xFFFF
         i = seq16 & self._mask
         if self._seqs[i] == seq16:
             return self._sent_at[i]
@@ -61,6 +68,7 @@ class PacketCache:
 
     def mark_resent(self, seq16: int, now: float) -> None:
         """Record a retransmission so duplicate NACKs in the same RTT are ignored."""
+        seq16 &= 0xFFFF
         i = seq16 & self._mask
         if self._seqs[i] == seq16:
             self._sent_at[i] = now

@@ -22,11 +22,14 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
+    pack_remb_fci,
     unpack_remb_fci,
 )
 
 from .aiortc_adapter import PeerAdapter, RecvSlot, RelayTrack, SendSlot
+from .bandwidth import BandwidthEstimate, VideoGate
 from .consumer import Consumer
+from .loss_detector import build_nack
 from .producer import Producer
 from .rtp_header import parse_header
 
@@ -71,7 +74,12 @@ class Participant:
         self.consumer_by_ssrc: dict[int, Consumer] = {}
         self.slot_of: dict[tuple[str, str], SendSlot] = {}
         self.remb_bps: int | None = None
+        self.estimate = BandwidthEstimate()
+        self.video_gate = VideoGate(router.video_floor_bps)
+        self.available_bps: float = self.estimate.bps
         self.bad_packets = 0
+        self.nacks_sent = 0
+        self.rembs_sent = 0
         self._pt_map: dict[int, tuple[RecvSlot, Any]] = {}
         self._renegotiating = False
         self._renegotiate_again = False
@@ -253,6 +261,8 @@ class Participant:
                 self.remb_bps, _ = unpack_remb_fci(packet.fci)
             except ValueError:
                 self.bad_packets += 1
+                return
+            self.estimate.on_remb(self.remb_bps)
             return
         target = packet.media_ssrc
         if packet.fmt == RTCP_PSFB_FIR and len(packet.fci) >= 4:
@@ -277,16 +287,27 @@ class Participant:
                     consumer.rtt_s = rtt
 
     # Periodic feedback to the publisher ----------------------------------------------------
+    def send_remb(self, bitrate_bps: float, ssrcs: list[int]) -> None:
+        """Cap what this participant publishes (browsers honour REMB without transport-cc)."""
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self.peer.rtcp_ssrc(), media_ssrc=0,
+                                fci=pack_remb_fci(int(bitrate_bps), ssrcs))
+        self.peer.send_rtcp(bytes(packet))
+        self.rembs_sent += 1
+
+    def worst_video_loss(self) -> float:
+        losses = [c.rr_fraction_lost for c in self.consumers.values()
+                  if c.kind == "video" and not c.paused and c.producer is not None]
+        return max(losses, default=0) / 256.0
+
     def send_feedback(self, now: float, *, reports: bool) -> None:
         """NACK what publishers lost; every second, receiver reports."""
         rtcp_ssrc = self.peer.rtcp_ssrc()
         for producer in list(self.producers.values()):
             lost = producer.loss.due_nacks(now, 0.05)
             if lost:
-                nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc,
-                                       media_ssrc=producer.ssrc)
-                nack.lost = lost
-                self.peer.send_rtcp(bytes(nack))
+                # Not aiortc's RtcpRtpfbPacket: its packer fails across the 65535 -> 0 wrap.
+                self.peer.send_rtcp(build_nack(rtcp_ssrc, producer.ssrc, lost))
+                self.nacks_sent += 1
         if reports and self.producers:
             blocks = []
             for producer in self.producers.values():
@@ -324,6 +345,8 @@ class Participant:
             "participant_id": self.id,
             "connected": self.peer.connected,
             "remb_bps": self.remb_bps,
+            "estimated_bps": round(self.available_bps),
+            "video_paused": self.video_gate.paused,
             "bad_packets": self.bad_packets + self.peer.bad_packets,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests}

@@ -21,6 +21,7 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from signaling.media import MediaSessionSpec
 
 from .aiortc_adapter import PeerAdapter
+from .bandwidth import StoreBudget, publisher_cap
 from .participant import NegotiationError, Participant
 from .producer import Producer
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # The video codec of a session: the first of these every participant offers. VP8 first:
 # Chromium prefers it and it allows temporal layers; H.264 for Safari and store iPads.
 VIDEO_PREFERENCE = ("video/vp8", "video/h264")
+AUDIO_BPS = 40_000  # Opus as browsers send it, kept out of the video cap
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 
 
@@ -48,13 +50,21 @@ def offered_video_codecs(sdp: str) -> set[str]:
 
 class Router:
     def __init__(self, spec: MediaSessionSpec, notify: Callable[[str, dict[str, Any]], None],
-                 ice_servers: list[dict[str, Any]]) -> None:
+                 ice_servers: list[dict[str, Any]], *, video_floor_bps: float = 100_000,
+                 store_share: Callable[[str | None], StoreBudget] | None = None,
+                 retire: Callable[[Participant], None] = lambda _p: None) -> None:
+        self.retire = retire  # folds a departing participant's counters into the totals
         self.spec = spec
+        self.video_floor_bps = video_floor_bps
+        # The session's share of its store's capacity (None: unlimited).
+        self.store_share = store_share or (lambda _store: StoreBudget())
+        self.caps: dict[int, float] = {}  # producer SSRC -> last REMB cap sent
         self._notify = notify
         self.ice_servers = ice_servers
         self.participants: dict[str, Participant] = {}
         self.video_mime: str | None = None
         self.created_at = time.time()
+        self.fallbacks = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def notify(self, participant_id: str, message: dict[str, Any]) -> None:
@@ -152,6 +162,9 @@ class Router:
             self._spawn(self._drop(participant))
 
     async def _drop(self, participant: Participant) -> None:
+        if participant.closed:
+            return
+        self.retire(participant)
         now = time.monotonic()
         for producer in participant.producers.values():
             for consumer in list(producer.consumers):
@@ -177,7 +190,59 @@ class Router:
                         octet_count=consumer.octets & 0xFFFFFFFF))
                     receiver.peer.send_rtcp(bytes(report))
 
+    def adapt(self) -> None:
+        """Once per second: estimates, audio-only fallback, and REMB caps to publishers.
+
+        Store staff receive the shopper's video over the store's downlink and send theirs
+        over its uplink, so those directions are held to the session's share of the store.
+        """
+        share = self.store_share(self.spec.store_id)
+        live = [p for p in self.participants.values() if p.peer.connected and not p.closed]
+        for receiver in live:
+            receiver.estimate.on_loss(receiver.worst_video_loss())
+            available = receiver.estimate.bps
+            if receiver.id.startswith("staff:") and share.downlink_bps is not None:
+                available = min(available, share.downlink_bps)
+            receiver.available_bps = available
+            change = receiver.video_gate.update(available - AUDIO_BPS)
+            if change is not None:
+                self._pause_video(receiver, paused=change)
+        for publisher in live:
+            video = [p for p in publisher.producers.values() if p.kind == "video"]
+            if not video:
+                continue
+            receivers = [r.available_bps for r in live if r is not publisher
+                         and not r.video_gate.paused
+                         and any(c.producer in video for c in r.consumers.values())]
+            uplink = share.uplink_bps if publisher.id.startswith("staff:") else None
+            cap = publisher_cap(receivers, audio_bps=AUDIO_BPS, share_bps=uplink)
+            if cap is None:
+                continue
+            publisher.send_remb(cap, [p.ssrc for p in video])
+            for producer in video:
+                self.caps[producer.ssrc] = cap
+
+    def _pause_video(self, receiver: Participant, *, paused: bool) -> None:
+        now = time.monotonic()
+        code = "video_paused" if paused else "video_resumed"
+        text = "video paused: low bandwidth" if paused else "video resumed"
+        for (source_id, kind), consumer in receiver.consumers.items():
+            if kind != "video":
+                continue
+            consumer.paused = paused
+            if not paused:
+                consumer.last_in_seq = -1  # resume at a keyframe, without a sequence gap
+                if consumer.producer is not None:
+                    consumer.producer.want_keyframe(now)
+            self.notify(source_id, {"type": "media.notice", "code": code, "message": text,
+                                    "peer": receiver.id, "direction": "sending"})
+        self.notify(receiver.id, {"type": "media.notice", "code": code, "message": text,
+                                  "direction": "receiving"})
+        self.fallbacks += paused
+
     def tick(self, now: float, reports: bool) -> None:
+        if reports:
+            self.adapt()
         for participant in self.participants.values():
             if participant.peer.connected:
                 participant.send_feedback(now, reports=reports)

@@ -37,7 +37,8 @@ def create_app(
     app = web.Application(middlewares=[http_api.json_errors], client_max_size=64 * 1024)
     storage = SQLiteStorage(settings.database.path, synchronous=settings.database.synchronous)
     metrics = SignalingMetrics()
-    media = media or media_backend(settings)
+    media = media or media_backend(settings, lambda: switchboard_ref[0])
+    switchboard_ref: list[Switchboard] = []
     questions = (QuestionSet.from_config([q.model_dump() for q in settings.qualification])
                  if settings.qualification else None)
     r = settings.routing
@@ -49,12 +50,16 @@ def create_app(
             staff_reconnect_grace_s=r.staff_reconnect_grace_s,
             default_handle_time_s=r.default_handle_time_s, allow_overflow=r.allow_overflow,
             max_text_chars=settings.limits.max_text_chars))
+    switchboard_ref.append(switchboard)
     issuer = TokenIssuer(resolve_secret(settings))
     per_minute = settings.auth.shopper_tokens_per_minute
     app[SETTINGS] = settings
     app[STORAGE] = storage
     app[METRICS] = metrics
     app[MEDIA] = media
+    collector = getattr(media, "collector", None)
+    if collector is not None:  # the SFU's own metrics join the server's /metrics
+        metrics.registry.register(collector)
     app[SWITCHBOARD] = switchboard
     app[ISSUER] = issuer
     app[SHOPPER_TOKEN_LIMITER] = KeyedRateLimiter(per_minute / 60.0, max(1.0, per_minute))
@@ -76,14 +81,26 @@ def create_app(
     return app
 
 
-def media_backend(settings: Settings) -> MediaBackend:
+def media_backend(settings: Settings,
+                  switchboard: Callable[[], Switchboard]) -> MediaBackend:
     ice_servers = [s.model_dump(exclude_none=True) for s in settings.media.ice_servers]
     if settings.media.backend == "none":
         return NoMediaBackend(ice_servers)
     from mediaserver.backend import SfuBackend  # the media stack only when it is used
+    from mediaserver.bandwidth import StoreBudget
+
+    def store_budget(store_id: str) -> StoreBudget:
+        """Stores are edited live through the API, so read them at each decision."""
+        store = switchboard().stores.get(store_id)
+        if store is None:
+            return StoreBudget()
+        return StoreBudget(store.uplink_kbps * 1000 if store.uplink_kbps else None,
+                           store.downlink_kbps * 1000 if store.downlink_kbps else None)
 
     return SfuBackend(ice_servers=ice_servers,
-                      host_addresses=settings.media.announced_addresses)
+                      host_addresses=settings.media.announced_addresses,
+                      video_floor_kbps=settings.media.video_floor_kbps,
+                      store_budget=store_budget)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

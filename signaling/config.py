@@ -150,6 +150,8 @@ class MediaConfig(_Section):
     # Addresses the SFU gathers and announces as ICE candidates; empty: every non-loopback
     # interface (aioice's default). Loopback deployments (tests, benchmarks): ["127.0.0.1"].
     announced_addresses: list[str] = []
+    # Below this estimated downlink a receiver gets audio only (and is told so).
+    video_floor_kbps: float = Field(100.0, gt=0)
 
     @field_validator("announced_addresses")
     @classmethod

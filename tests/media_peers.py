@@ -28,9 +28,14 @@ class ColourCamera(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, bgr: tuple[int, int, int], width: int = 320, height: int = 240) -> None:
+    def __init__(self, bgr: tuple[int, int, int], width: int = 320, height: int = 240,
+                 noise: bool = False) -> None:
         super().__init__()
         self.bgr = bgr
+        # Noise in the bottom quarter makes the encoder use whatever bitrate it may: a
+        # solid colour compresses to almost nothing, which hides any bitrate cap.
+        self.noise = noise
+        self._rng = np.random.default_rng(7)
         self.width, self.height = width, height
         self._start: float | None = None
         self._count = 0
@@ -46,6 +51,12 @@ class ColourCamera(MediaStreamTrack):
         image[:] = self.bgr
         x = (self._count * 4) % self.width
         image[:, x:x + 8] = 255 - np.array(self.bgr, np.uint8)
+        # Grain of +-30 on a quarter of the frame: measured with aiortc's Vp8Encoder at
+        # 320x240, it codes to ~0.31 Mbps at a 0.3 Mbps target and ~1.49 at 1.5.
+        if self.noise:
+            rows = self.height // 4
+            grain = self._rng.integers(-30, 31, (rows, self.width, 3), np.int16)
+            image[-rows:] = np.clip(image[-rows:].astype(np.int16) + grain, 0, 255)
         frame = VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = int(self._count * VIDEO_CLOCK / 30)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -81,14 +92,16 @@ class Received:
 
 class MediaPeer:
     def __init__(self, name: str, bgr: tuple[int, int, int] = (0, 0, 255), *,
-                 video: bool = True, audio: bool = True, codec: str | None = None) -> None:
+                 video: bool = True, audio: bool = True, codec: str | None = None,
+                 noise: bool = False) -> None:
         self.name = name
         self.pc = RTCPeerConnection(RTCConfiguration(
             iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.received: list[Received] = []
         # Negotiation steps must not interleave (offer/answer from both directions).
         self.negotiating = asyncio.Lock()
-        self.camera = ColourCamera(bgr) if video else None
+        self.closed = False
+        self.camera = ColourCamera(bgr, noise=noise) if video else None
         if audio:
             self.pc.addTrack(AudioStreamTrack())
         if self.camera is not None:
@@ -138,6 +151,9 @@ class MediaPeer:
         return out
 
     async def close(self) -> None:
+        if self.closed:
+            return  # aiortc raises on a second close
+        self.closed = True
         for r in self.received:
             r.task.cancel()
         await self.pc.close()

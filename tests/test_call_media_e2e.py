@@ -11,6 +11,7 @@ from signaling.model import Role
 from .conftest import new_shopper
 from .harness import http
 from .media_peers import MediaPeer, colour_close
+from .test_metrics_and_openapi import samples, value
 
 RED, BLUE = (0, 0, 255), (255, 0, 0)
 
@@ -54,6 +55,19 @@ async def test_escalated_video_call_carries_media_both_ways(server, connect):
         assert {r["kind"] for r in receiving["staff:alice"]} == {"audio", "video"}
         assert all(r["packets"] > 0 for r in receiving["staff:alice"])
 
+        m = samples((await http("GET", server.base_url + "/metrics"))[1])
+        assert value(m, "shopcall_sfu_media_sessions") == 1
+        assert value(m, "shopcall_sfu_participants") == 2
+        during = value(m, "shopcall_sfu_forwarded_packets_total")
+        assert during >= 30  # both sides decoded 15+ frames, each at least one packet
+        assert value(m, "shopcall_sfu_keyframe_requests_sent_total") >= 2  # one per camera
+        for _ in range(40):  # caps go to publishers once a second
+            if value(m, "shopcall_sfu_rembs_sent_total") >= 1:
+                break
+            await asyncio.sleep(0.1)
+            m = samples((await http("GET", server.base_url + "/metrics"))[1])
+        assert value(m, "shopcall_sfu_rembs_sent_total") >= 1
+
         await shopper.ok("call.end", call_id=call_id)
         await alice.expect("call.ended")
         for _ in range(50):
@@ -63,6 +77,9 @@ async def test_escalated_video_call_carries_media_both_ways(server, connect):
                 break
             await asyncio.sleep(0.1)
         assert sessions["media_sessions"] == []
+        m = samples((await http("GET", server.base_url + "/metrics"))[1])
+        assert value(m, "shopcall_sfu_media_sessions") == 0
+        assert value(m, "shopcall_sfu_forwarded_packets_total") >= during  # never goes down
     finally:
         await shopper_cam.close()
         await staff_cam.close()

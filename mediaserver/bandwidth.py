@@ -1,0 +1,101 @@
+"""Bandwidth decisions of the SFU: plain arithmetic, no I/O, so it tests fast.
+
+Per receiving participant we keep one estimate of what its downlink carries, from the two
+signals a receiver gives us: REMB (its own delay-based estimate) and the loss in its receiver
+reports. Each publisher is then capped (with REMB towards it) at what its most constrained
+receiver can take, and never above its session's share of a store's configured capacity.
+Below a floor a receiver gets audio only, with hysteresis so it does not flap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+DEFAULT_START_BPS = 1_500_000
+MIN_BPS = 50_000
+MAX_BPS = 10_000_000
+
+
+class BandwidthEstimate:
+    """Loss-based estimate (like GCC's loss controller), bounded by the receiver's REMB.
+
+    Loss above 10% cuts the estimate in proportion; below 2% it grows by 8% per report;
+    in between it holds. REMB, when the receiver sends it, is an upper bound.
+    """
+
+    __slots__ = ("loss_bps", "remb_bps")
+
+    def __init__(self, start_bps: float = DEFAULT_START_BPS) -> None:
+        self.loss_bps = float(start_bps)
+        self.remb_bps: float | None = None
+
+    def on_remb(self, bps: float) -> None:
+        self.remb_bps = max(float(bps), 0.0)
+
+    def on_loss(self, fraction_lost: float) -> None:
+        if fraction_lost > 0.10:
+            self.loss_bps *= 1.0 - 0.5 * fraction_lost
+        elif fraction_lost < 0.02:
+            self.loss_bps *= 1.08
+        self.loss_bps = min(max(self.loss_bps, MIN_BPS), MAX_BPS)
+
+    @property
+    def bps(self) -> float:
+        if self.remb_bps is None:
+            return self.loss_bps
+        return min(self.loss_bps, self.remb_bps)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBudget:
+    uplink_bps: float | None = None  # what the store's devices can send
+    downlink_bps: float | None = None  # what the store's devices can receive
+
+
+def session_share(budget_bps: float | None, active_sessions: int) -> float | None:
+    """A store's capacity is shared equally among its active media sessions."""
+    if budget_bps is None:
+        return None
+    return budget_bps / max(1, active_sessions)
+
+
+def publisher_cap(receiver_bps: Iterable[float], *, audio_bps: float,
+                  share_bps: float | None = None) -> float | None:
+    """The video bitrate a publisher should send: what its tightest receiver takes after
+    audio, within the session's store share. None when nobody receives its video."""
+    receivers = list(receiver_bps)
+    if not receivers:
+        return None
+    cap = min(receivers) - audio_bps
+    if share_bps is not None:
+        cap = min(cap, share_bps - audio_bps)
+    return max(cap, MIN_BPS)
+
+
+class VideoGate:
+    """Audio-only fallback with hysteresis: pause below the floor, resume above 1.5x it."""
+
+    __slots__ = ("floor_bps", "paused")
+
+    def __init__(self, floor_bps: float) -> None:
+        self.floor_bps = floor_bps
+        self.paused = False
+
+    def update(self, available_bps: float) -> bool | None:
+        """True: just paused; False: just resumed; None: unchanged."""
+        if not self.paused and available_bps < self.floor_bps:
+            self.paused = True
+            return True
+        if self.paused and available_bps >= 1.5 * self.floor_bps:
+            self.paused = False
+            return False
+        return None
+
+
+def active_sessions_by_store(session_stores: Mapping[str, str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for store in session_stores.values():
+        if store is not None:
+            counts[store] = counts.get(store, 0) + 1
+    return counts

@@ -1,0 +1,126 @@
+"""Bandwidth adaptation with real aiortc peers: REMB caps reach the publisher, a store's
+capacity bounds its sessions, and a receiver below the floor falls back to audio only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mediaserver.backend import SfuBackend
+from mediaserver.bandwidth import StoreBudget
+from signaling.media import MediaSessionSpec
+from signaling.model import CallKind
+
+from .media_peers import MediaPeer
+from .test_sfu_forwarding import BLUE, RED, Session
+
+BUDGETS: dict[str, StoreBudget] = {}
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[SfuBackend]:
+    BUDGETS.clear()
+    backend = SfuBackend(host_addresses=["127.0.0.1"], video_floor_kbps=150,
+                         store_budget=lambda store: BUDGETS.get(store, StoreBudget()))
+    await backend.start()
+    yield backend
+    await backend.stop()
+
+
+async def call(backend: SfuBackend, session_id: str, store: str) -> tuple[Session, MediaPeer,
+                                                                            MediaPeer]:
+    await backend.create_session(MediaSessionSpec(
+        session_id, f"cnv_{session_id}", f"call_{session_id}", CallKind.VIDEO, store, ()))
+    session = Session(backend, session_id)
+    shopper = MediaPeer(f"shopper-{session_id}", RED, noise=True)
+    staff = MediaPeer(f"staff-{session_id}", BLUE)
+    await session.join("shopper:s", shopper)
+    await session.join("staff:a", staff)
+    await staff.wait_frames(5)
+    return session, shopper, staff
+
+
+def shopper_cap(session: Session) -> float:
+    producer = next(p for p in session.router().participants["shopper:s"].producers.values()
+                    if p.kind == "video")
+    return session.router().caps[producer.ssrc]
+
+
+async def video_bitrate(session: Session, participant_id: str, seconds: float = 2.0) -> float:
+    producer = next(p for p in session.router().participants[participant_id].producers.values()
+                    if p.kind == "video")
+    start, t0 = producer.octets, time.monotonic()
+    await asyncio.sleep(seconds)
+    return (producer.octets - start) * 8 / (time.monotonic() - t0)
+
+
+async def test_store_downlink_budget_caps_the_shoppers_camera(backend: SfuBackend) -> None:
+    BUDGETS["small"] = StoreBudget(downlink_bps=340_000)
+    capped, *peers_a = await call(backend, "ms_small", "small")
+    free, *peers_b = await call(backend, "ms_free", "big")
+    try:
+        await asyncio.sleep(4)  # REMB every second; the encoder follows within a few frames
+        capped_bps = await video_bitrate(capped, "shopper:s")
+        free_bps = await video_bitrate(free, "shopper:s")
+        # The cap the server sent: the store share minus audio.
+        assert shopper_cap(capped) == pytest.approx(300_000)
+        assert capped_bps < 420_000, capped_bps
+        assert free_bps > 1.4 * capped_bps, (free_bps, capped_bps)
+    finally:
+        for peer in (*peers_a, *peers_b):
+            await peer.close()
+
+
+async def test_store_budget_is_shared_among_its_sessions(backend: SfuBackend) -> None:
+    BUDGETS["lyon"] = StoreBudget(downlink_bps=1_200_000)
+    first, *a = await call(backend, "ms_1", "lyon")
+    try:
+        await asyncio.sleep(1.5)
+        alone = shopper_cap(first)
+        _second, *b = await call(backend, "ms_2", "lyon")
+        try:
+            await asyncio.sleep(1.5)
+            assert alone == pytest.approx(1_160_000)
+            assert shopper_cap(first) == pytest.approx(560_000)  # 1.2M / 2 - audio
+        finally:
+            for peer in b:
+                await peer.close()
+    finally:
+        for peer in a:
+            await peer.close()
+
+
+async def test_audio_only_fallback_and_recovery(backend: SfuBackend) -> None:
+    session, shopper, staff = await call(backend, "ms_low", "tiny")
+    try:
+        received = staff.video_in()[0]
+        BUDGETS["tiny"] = StoreBudget(downlink_bps=120_000)  # under the 150 kbps floor
+        for _ in range(60):
+            if any(m.get("code") == "video_paused" for _, m in session.notes):
+                break
+            await asyncio.sleep(0.1)
+        told = {(pid, m["code"]) for pid, m in session.notes if m["type"] == "media.notice"}
+        assert ("staff:a", "video_paused") in told  # the receiver
+        assert ("shopper:s", "video_paused") in told  # and the publisher
+        await asyncio.sleep(0.5)
+        frozen = received.frames
+        audio = staff.audio_in()[0].frames
+        await asyncio.sleep(1.0)
+        assert received.frames <= frozen + 1, "no video while paused"
+        assert staff.audio_in()[0].frames > audio + 20, "audio keeps flowing"
+
+        BUDGETS["tiny"] = StoreBudget(downlink_bps=2_000_000)
+        for _ in range(60):
+            if any(m.get("code") == "video_resumed" for _, m in session.notes):
+                break
+            await asyncio.sleep(0.1)
+        await staff.wait_frames(frozen + 15)
+        consumer = session.router().participants["staff:a"].consumers[("shopper:s", "video")]
+        stats = next(s for s in await staff.inbound_stats() if s.ssrc == consumer.ssrc)
+        assert stats.packetsLost < 5, "resumed without a sequence gap"
+    finally:
+        await shopper.close()
+        await staff.close()
