@@ -26,6 +26,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCRtpTransceiver,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
@@ -54,6 +55,16 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
 def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     assert _host_addresses is not None
     return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+def fmtp_of(codec: Any) -> str:
+    """An RTCRtpCodecCapability/Parameters' parameters as an SDP fmtp string."""
+    return ";".join(f"{k}={v}" for k, v in codec.parameters.items())
+
+
+def server_h264_fmtps() -> list[str]:
+    return [fmtp_of(c) for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() == "video/h264"]
 
 
 class RelayTrack(MediaStreamTrack):

@@ -26,6 +26,7 @@ MASK32 = 0xFFFFFFFF
 
 class Consumer:
     __slots__ = (
+        "bitrate_bps",
         "cache",
         "clock_rate",
         "kind",
@@ -35,6 +36,7 @@ class Consumer:
         "last_out_ts",
         "nacks",
         "octets",
+        "octets_mark",
         "packets",
         "paused",
         "payload_type",
@@ -85,6 +87,8 @@ class Consumer:
         self.rr_fraction_lost = 0
         self.rr_jitter = 0
         self.rtt_s = 0.0
+        self.bitrate_bps = 0.0  # measured once a second, off the hot path
+        self.octets_mark = 0
 
     def bind(self, producer: Producer | None, now: float) -> None:
         """Follow a (new) producer; the next forwarded packet re-bases seq and timestamp."""

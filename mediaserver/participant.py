@@ -26,7 +26,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from .aiortc_adapter import PeerAdapter, RecvSlot, RelayTrack, SendSlot
+from . import h264
+from .aiortc_adapter import PeerAdapter, RecvSlot, RelayTrack, SendSlot, fmtp_of
 from .bandwidth import BandwidthEstimate, VideoGate
 from .consumer import Consumer
 from .loss_detector import build_nack
@@ -144,23 +145,13 @@ class Participant:
         if mime is None:
             return
         capabilities = RTCRtpSender.getCapabilities("video").codecs
-        chosen = [c for c in capabilities if c.mimeType.lower() == mime]
+        chosen = [c for c in capabilities if c.mimeType.lower() == mime and (
+            self.router.h264_fmtp is None or h264.same_profile(fmtp_of(c),
+                                                               self.router.h264_fmtp))]
         rtx = [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
         for transceiver in self.peer.pc.getTransceivers():
             if transceiver.kind == "video":
                 transceiver.setCodecPreferences(chosen + rtx)
-
-    def offered_video_codecs(self) -> list[str]:
-        pc = self.peer.pc
-        desc = pc.remoteDescription
-        if desc is None:
-            return []
-        names = []
-        for line in desc.sdp.splitlines():
-            if line.startswith("a=rtpmap:"):
-                name = line.split(" ", 1)[1].split("/", 1)[0].lower()
-                names.append("video/" + name)
-        return names
 
     def _learn_payload_types(self) -> None:
         for slot in self.peer.recv_slots:
@@ -352,6 +343,9 @@ class Participant:
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests}
                            for p in self.producers.values()],
             "receiving": [{"from": c.source_id, "kind": c.kind, "ssrc": c.ssrc,
+                           "codec": c.producer.mime_type if c.producer else None,
+                           "bitrate_bps": round(c.bitrate_bps),
+                           "paused": c.paused,
                            "packets": c.packets, "retransmissions": c.retransmissions,
                            "fraction_lost": c.rr_fraction_lost / 256, "rtt_ms":
                            round(c.rtt_s * 1000, 1), "waiting_keyframe": c.waiting_keyframe}

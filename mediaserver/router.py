@@ -20,7 +20,8 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
 from signaling.media import MediaSessionSpec
 
-from .aiortc_adapter import PeerAdapter
+from . import h264
+from .aiortc_adapter import PeerAdapter, server_h264_fmtps
 from .bandwidth import StoreBudget, publisher_cap
 from .participant import NegotiationError, Participant
 from .producer import Producer
@@ -32,6 +33,21 @@ log = logging.getLogger(__name__)
 VIDEO_PREFERENCE = ("video/vp8", "video/h264")
 AUDIO_BPS = 40_000  # Opus as browsers send it, kept out of the video cap
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+
+
+def offered_h264_fmtps(sdp: str) -> list[str]:
+    """The fmtp lines of the H.264 payload types in an SDP, in offer order."""
+    h264_pts: set[str] = set()
+    fmtps: dict[str, str] = {}
+    for line in sdp.splitlines():
+        if line.startswith("a=rtpmap:"):
+            pt, _, rest = line[9:].partition(" ")
+            if rest.lower().startswith("h264/"):
+                h264_pts.add(pt)
+        elif line.startswith("a=fmtp:"):
+            pt, _, params = line[7:].partition(" ")
+            fmtps[pt] = params
+    return [fmtps.get(pt, "") for pt in sorted(h264_pts, key=int)]
 
 
 def offered_video_codecs(sdp: str) -> set[str]:
@@ -63,8 +79,11 @@ class Router:
         self.ice_servers = ice_servers
         self.participants: dict[str, Participant] = {}
         self.video_mime: str | None = None
+        # With H.264, the profile and packetization mode every participant must share.
+        self.h264_fmtp: str | None = None
         self.created_at = time.time()
         self.fallbacks = 0
+        self._adapted_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def notify(self, participant_id: str, message: dict[str, Any]) -> None:
@@ -107,6 +126,12 @@ class Router:
         if not offered:
             return  # audio-only participant
         if self.video_mime in offered:
+            if self.video_mime == "video/h264" and self.h264_fmtp is not None and not any(
+                    h264.same_profile(f, self.h264_fmtp) for f in offered_h264_fmtps(sdp)):
+                raise NegotiationError(
+                    f"this call uses H.264 {h264.h264_profile(self.h264_fmtp)} with "
+                    f"packetization-mode {h264.packetization_mode(self.h264_fmtp)}, "
+                    "which the offer lacks")
             return
         others = [offered_video_codecs(p.peer.pc.remoteDescription.sdp)
                   for p in self.participants.values() if p.peer.pc.remoteDescription]
@@ -116,8 +141,19 @@ class Router:
                     raise NegotiationError(
                         f"this call already uses {self.video_mime}, which the offer lacks")
                 self.video_mime = mime
+                if mime == "video/h264":
+                    self.h264_fmtp = self._pick_h264_fmtp(offered_h264_fmtps(sdp))
                 return
         raise NegotiationError("no video codec in common (need VP8 or H.264)")
+
+    @staticmethod
+    def _pick_h264_fmtp(fmtps: list[str]) -> str:
+        """The first offered H.264 variant the server can negotiate (aiortc's profiles)."""
+        for fmtp in fmtps:
+            if any(h264.same_profile(fmtp, ours) for ours in server_h264_fmtps()):
+                return fmtp
+        raise NegotiationError("no H.264 profile in common (need constrained baseline "
+                               "or baseline, packetization-mode 1)")
 
     # Wiring -------------------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -198,6 +234,14 @@ class Router:
         """
         share = self.store_share(self.spec.store_id)
         live = [p for p in self.participants.values() if p.peer.connected and not p.closed]
+        now = time.monotonic()
+        elapsed = max(now - self._adapted_at, 1e-3) if self._adapted_at else None
+        self._adapted_at = now
+        for participant in live:
+            for consumer in participant.consumers.values():
+                if elapsed is not None:
+                    consumer.bitrate_bps = (consumer.octets - consumer.octets_mark) * 8 / elapsed
+                consumer.octets_mark = consumer.octets
         for receiver in live:
             receiver.estimate.on_loss(receiver.worst_video_loss())
             available = receiver.estimate.bps

@@ -93,7 +93,7 @@ class Received:
 class MediaPeer:
     def __init__(self, name: str, bgr: tuple[int, int, int] = (0, 0, 255), *,
                  video: bool = True, audio: bool = True, codec: str | None = None,
-                 noise: bool = False) -> None:
+                 noise: bool = False, h264_profile: str | None = None) -> None:
         self.name = name
         self.pc = RTCPeerConnection(RTCConfiguration(
             iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
@@ -108,7 +108,9 @@ class MediaPeer:
             self.pc.addTrack(self.camera)
             if codec is not None:
                 caps = RTCRtpSender.getCapabilities("video").codecs
-                prefs = [c for c in caps if c.mimeType.lower() == codec.lower()]
+                prefs = [c for c in caps if c.mimeType.lower() == codec.lower() and (
+                    h264_profile is None
+                    or c.parameters.get("profile-level-id") == h264_profile)]
                 for t in self.pc.getTransceivers():
                     if t.kind == "video":
                         t.setCodecPreferences(prefs)

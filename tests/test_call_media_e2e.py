@@ -54,6 +54,16 @@ async def test_escalated_video_call_carries_media_both_ways(server, connect):
         receiving = {p["participant_id"]: p["receiving"] for p in live["participants"]}
         assert {r["kind"] for r in receiving["staff:alice"]} == {"audio", "video"}
         assert all(r["packets"] > 0 for r in receiving["staff:alice"])
+        assert {r["codec"] for r in receiving["staff:alice"]} == {"audio/opus", "video/vp8"}
+        for _ in range(30):  # bitrates are measured once a second
+            _, sessions = await http("GET", server.base_url + "/api/media-sessions",
+                                     server.token(Role.OPERATOR, "ops"))
+            staff_view = next(p for p in sessions["media_sessions"][0]["participants"]
+                              if p["participant_id"] == "staff:alice")
+            if all(r["bitrate_bps"] > 0 for r in staff_view["receiving"]):
+                break
+            await asyncio.sleep(0.2)
+        assert all(r["bitrate_bps"] > 0 for r in staff_view["receiving"]), staff_view
 
         m = samples((await http("GET", server.base_url + "/metrics"))[1])
         assert value(m, "shopcall_sfu_media_sessions") == 1
