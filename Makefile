@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-# System programs the test suite needs, as command:apt-package pairs (e.g. chromium:chromium).
+# System programs the test suite needs, as command:apt-package pairs.
 # Checked with `command -v`; installed with apt-get only when missing and running as root.
-SYSTEM_DEPS ?=
+# nft + unshare + ip: the SFU loss test drops packets in a private network namespace.
+SYSTEM_DEPS ?= nft:nftables unshare:util-linux ip:iproute2
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint system-deps clean
