@@ -96,11 +96,7 @@ class Participant:
         pc = self.peer.pc
         if pc.signalingState != "stable":
             raise NegotiationError("a negotiation is already in progress; answer it first")
-        check_sdp(sdp)
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:
-            raise NegotiationError(f"invalid offer: {exc}") from None
+        await self._set_remote(sdp, "offer")
         self.peer.adopt_transceivers()
         for transceiver in pc.getTransceivers():
             if transceiver.sender.track is None and transceiver.kind in ("audio", "video"):
@@ -116,17 +112,21 @@ class Participant:
         pc = self.peer.pc
         if pc.signalingState != "have-local-offer":
             raise NegotiationError("no offer from the server is waiting for an answer")
-        check_sdp(sdp)
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        except Exception as exc:
-            raise NegotiationError(f"invalid answer: {exc}") from None
+        await self._set_remote(sdp, "answer")
         self._learn_payload_types()
         self._renegotiating = False
         if self._renegotiate_again:
             self._renegotiate_again = False
             await self.renegotiate()
         self.router.reconcile()
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        """Apply the participant's SDP; any refusal becomes a NegotiationError that says why."""
+        check_sdp(sdp)
+        try:
+            await self.peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as exc:
+            raise NegotiationError(f"invalid {kind}: {exc}") from None
 
     async def renegotiate(self) -> None:
         """Send the participant a server offer (new or removed streams)."""

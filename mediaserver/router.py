@@ -160,6 +160,10 @@ class Router:
         now = time.monotonic()
         live = [p for p in self.participants.values() if not p.closed]
         for receiver in live:
+            # Only wire a receiver between negotiations: its transceivers are half-made while
+            # an offer is being answered. Its own connect or answer calls reconcile again.
+            if not receiver.peer.connected or receiver.peer.pc.signalingState != "stable":
+                continue
             renegotiate = False
             for source in live:
                 if source is receiver:

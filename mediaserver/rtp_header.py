@@ -140,20 +140,22 @@ def build_packet_with_head(
     )
 
 
-class SeqUnwrapper:
-    """Extend 16-bit RTP sequence numbers to a never-wrapping integer.
+class _Unwrapper:
+    """Extend wrapping RTP counters to a never-wrapping integer.
 
     Loss detection, NACK bookkeeping and RFC 3550 statistics all need to order
-    packets across the 65535 -> 0 wrap. Each new number is placed at the
-    distance closest to the highest number seen so far (within half the space,
-    as RFC 3550 A.1 assumes), so reordered and retransmitted packets map back
-    to their original extended value. The result equals ``cycles * 65536 +
-    seq``, i.e. the RFC 3550 "extended highest sequence number" form; it can
-    only be negative for a packet reordered before the very first one across
-    a wrap.
+    packets across the wrap. Each new number is placed at the distance closest
+    to the highest number seen so far (within half the space, as RFC 3550 A.1
+    assumes), so reordered and retransmitted packets map back to their original
+    extended value. The result equals ``cycles * span + value``, the RFC 3550
+    "extended highest sequence number" form; it can only be negative for a
+    packet reordered before the very first one across a wrap.
     """
 
     __slots__ = ("_highest",)
+    _MASK = 0
+    _HALF = 0
+    _SPAN = 0
 
     def __init__(self) -> None:
         self._highest: int | None = None
@@ -169,41 +171,24 @@ class SeqUnwrapper:
         if highest is None:
             self._highest = value
             return value
-        delta = (value - highest) & 0xFFFF
-        if delta >= 0x8000:
-            return highest + delta - 0x10000
+        delta = (value - highest) & self._MASK
+        if delta >= self._HALF:
+            return highest + delta - self._SPAN
         extended = highest + delta
         self._highest = extended
         return extended
 
 
-class TimestampUnwrapper:
-    """Extend 32-bit RTP timestamps exactly like :class:`SeqUnwrapper`.
+class SeqUnwrapper(_Unwrapper):
+    """16-bit RTP sequence numbers (called once per received packet)."""
 
-    Needed wherever timestamps are compared or subtracted over long periods
-    (a 90 kHz clock wraps every 13.25 hours, but publishers start at a random
-    offset, so a wrap can happen seconds into a call).
-    """
+    __slots__ = ()
+    _MASK, _HALF, _SPAN = 0xFFFF, 0x8000, 0x10000
 
-    __slots__ = ("_highest",)
 
-    def __init__(self) -> None:
-        self._highest: int | None = None
+class TimestampUnwrapper(_Unwrapper):
+    """32-bit RTP timestamps: a 90 kHz clock wraps every 13.25 hours, but publishers start
+    at a random offset, so a wrap can happen seconds into a call."""
 
-    @property
-    def highest(self) -> int | None:
-        """Highest extended value returned so far (None before the first)."""
-        return self._highest
-
-    def unwrap(self, value: int) -> int:
-        """Return the extended form of ``value``; the highest only ever grows."""
-        highest = self._highest
-        if highest is None:
-            self._highest = value
-            return value
-        delta = (value - highest) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            return highest + delta - 0x100000000
-        extended = highest + delta
-        self._highest = extended
-        return extended
+    __slots__ = ()
+    _MASK, _HALF, _SPAN = 0xFFFFFFFF, 0x80000000, 0x100000000

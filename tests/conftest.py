@@ -52,6 +52,20 @@ async def connect() -> AsyncIterator[Callable[..., Awaitable[WsClient]]]:
         await client.close()
 
 
+async def accepted_conversation(server: ServerProcess, connect: Callable[..., Awaitable[WsClient]],
+                                staff_id: str = "alice") -> tuple[WsClient, WsClient, str]:
+    """A Lyon guitar conversation that staff_id went online for, was offered and accepted.
+    Returns (staff client, shopper client, conversation id)."""
+    staff = await connect(server, Role.STAFF, staff_id)
+    await staff.ok("presence.set", status="online")
+    shopper = await connect(server, token=await new_shopper(server))
+    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
+                            language="en"))["conversation"]["conversation_id"]
+    await staff.expect("conversation.offered")
+    await staff.ok("conversation.accept", conversation_id=cid)
+    return staff, shopper, cid
+
+
 async def new_shopper(server: ServerProcess) -> str:
     status, body = await http("POST", server.base_url + "/api/shopper-token")
     assert status == 200, body

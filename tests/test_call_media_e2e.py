@@ -8,7 +8,7 @@ import asyncio
 from mediaserver.aiortc_adapter import use_host_addresses
 from signaling.model import Role
 
-from .conftest import new_shopper
+from .conftest import accepted_conversation
 from .harness import http
 from .media_peers import MediaPeer, colour_close
 from .test_metrics_and_openapi import samples, value
@@ -24,13 +24,7 @@ async def negotiate(client, call_id: str, peer: MediaPeer) -> None:
 
 async def test_escalated_video_call_carries_media_both_ways(server, connect):
     use_host_addresses(["127.0.0.1"])  # the test's own peers, like the server, on loopback
-    alice = await connect(server, Role.STAFF, "alice")
-    await alice.ok("presence.set", status="online")
-    shopper = await connect(server, token=await new_shopper(server))
-    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
-                            language="en"))["conversation"]["conversation_id"]
-    await alice.expect("conversation.offered")
-    await alice.ok("conversation.accept", conversation_id=cid)
+    alice, shopper, cid = await accepted_conversation(server, connect)
     call_id = (await shopper.ok("call.propose", conversation_id=cid,
                                 kind="video"))["call"]["call_id"]
     started = await alice.ok("call.accept", call_id=call_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from signaling.model import Role
 
-from .conftest import new_shopper
+from .conftest import accepted_conversation, new_shopper
 from .harness import http
 
 
@@ -211,12 +211,7 @@ async def test_transfer_to_colleague_and_to_skill(server, connect):
 
 async def test_chat_only_deployment_refuses_media_clearly(server_factory, connect):
     server = server_factory(media_backend="none")
-    alice = await online(connect, server, "alice")
-    shopper = await connect(server, token=await new_shopper(server))
-    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
-                            language="en"))["conversation"]["conversation_id"]
-    await alice.expect("conversation.offered")
-    await alice.ok("conversation.accept", conversation_id=cid)
+    alice, shopper, cid = await accepted_conversation(server, connect)
     call_id = (await alice.ok("call.propose", conversation_id=cid,
                               kind="audio"))["call"]["call_id"]
     started = await shopper.ok("call.accept", call_id=call_id)

@@ -10,9 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signaling.app import create_app
 from signaling.config import load_settings
-from signaling.model import Role
 
-from .conftest import new_shopper
+from .conftest import accepted_conversation
 from .harness import http
 
 
@@ -30,13 +29,7 @@ def value(metrics: dict, name: str, **labels: str) -> float:
 
 async def test_metrics_count_conversations_queue_and_connections(server_factory, connect):
     server = server_factory(missed_after_s=0.5)
-    alice = await connect(server, Role.STAFF, "alice")
-    await alice.ok("presence.set", status="online")
-    shopper = await connect(server, token=await new_shopper(server))
-    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
-                            language="en"))["conversation"]["conversation_id"]
-    await alice.expect("conversation.offered")
-    await alice.ok("conversation.accept", conversation_id=cid)
+    alice, shopper, cid = await accepted_conversation(server, connect)
     await shopper.ok("chat.send", conversation_id=cid, text="hi")
     await shopper.ok("conversation.close", conversation_id=cid)
     missed = (await shopper.ok("conversation.open", store="paris", skill="pianos",

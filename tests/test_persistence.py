@@ -7,7 +7,7 @@ import json
 
 from signaling.model import Role
 
-from .conftest import new_shopper
+from .conftest import accepted_conversation, new_shopper
 from .harness import WsClient, http
 
 
@@ -83,13 +83,7 @@ async def test_sigkill_mid_conversation_loses_nothing_acknowledged(server, conne
 
 
 async def test_resent_message_is_stored_once(server, connect):
-    alice = await connect(server, Role.STAFF, "alice")
-    await alice.ok("presence.set", status="online")
-    shopper = await connect(server, token=await new_shopper(server))
-    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
-                            language="en"))["conversation"]["conversation_id"]
-    await alice.expect("conversation.offered")
-    await alice.ok("conversation.accept", conversation_id=cid)
+    alice, shopper, cid = await accepted_conversation(server, connect)
     frame = json.dumps({"type": "chat.send", "id": "same-id", "conversation_id": cid,
                         "text": "hello"})
     await shopper.raw(frame)

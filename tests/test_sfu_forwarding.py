@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from mediaserver.backend import SfuBackend
 from signaling.media import MediaNegotiationError, MediaSessionSpec
@@ -240,3 +241,27 @@ async def test_h264_profile_must_match_across_the_session(session: Session) -> N
     await session.join("staff:dave", matching)
     await matching.wait_frames(10)
     await shopper.wait_frames(10)
+
+
+async def test_wiring_during_an_unanswered_offer_waits_for_it(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another participant's connect event can fire while an offer is half applied (between
+    setRemoteDescription and createAnswer). Wiring must leave that peer alone until its
+    negotiation is done, or its answer breaks; it is wired once it connects."""
+    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
+    await session.join("shopper:s1", shopper)
+    await session.join("staff:alice", staff)
+    await staff.wait_frames(3)
+    original = RTCPeerConnection.createAnswer
+
+    async def create_answer_after_wiring(pc: RTCPeerConnection) -> Any:
+        session.router().reconcile()  # as if another participant connected right now
+        return await original(pc)
+
+    monkeypatch.setattr(RTCPeerConnection, "createAnswer", create_answer_after_wiring)
+    colleague = MediaPeer("colleague", GREEN)
+    await session.join("staff:dave", colleague)
+    monkeypatch.undo()
+    await colleague.wait_frames(5, tracks=2)
+    seen = [r.mean_bgr() for r in colleague.video_in() if r.frames >= 5]
+    assert any(colour_close(c, RED) for c in seen) and any(colour_close(c, BLUE) for c in seen)

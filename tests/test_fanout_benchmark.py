@@ -1,0 +1,33 @@
+"""The fan-out benchmark runs end to end (its timing targets live in the benchmark, not here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"subscribers", "forwarded_packets_per_s", "server_cpu_us_per_forwarded_packet",
+        "latency_ms_p50", "latency_ms_p99", "loss_ratio", "decoded_fps"}
+
+
+@pytest.mark.timeout(90)
+def test_fanout_benchmark_reports_a_valid_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fanout", "--subscribers", "2", "--seconds", "3",
+         "--warmup", "1", "--json", "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stdout
+    result = json.loads(lines[0])
+    assert KEYS <= result.keys(), sorted(KEYS - result.keys())
+    assert result["subscribers"] == 2
+    assert result["forwarded_packets_per_s"] > 0
+    assert result["server_cpu_us_per_forwarded_packet"] is not None
+    assert result["latency_samples"] > 0
+    assert result["decoded_fps"] > 0
+    assert result["loss_ratio"] < 0.05
