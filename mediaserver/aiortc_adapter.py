@@ -15,6 +15,7 @@ an attribute, those tests fail first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -255,7 +256,9 @@ class PeerAdapter:
             protocol.datagram_received = original
         self._hooked.clear()
         self.on_rtp = self.on_rtcp = _drop
-        await self.pc.close()
+        # Shielded: cancelling a caller must not cancel aiortc's internal "closed" future,
+        # or aiortc's own close task later fails on it (InvalidStateError).
+        await asyncio.shield(self.pc.close())
 
 
 def _drop(_: bytes) -> None:

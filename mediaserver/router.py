@@ -314,6 +314,8 @@ class Router:
         for participant in list(self.participants.values()):
             await self._drop(participant)
         self.participants.clear()
+        if self._tasks:  # drops and renegotiations in flight: let them finish, don't cancel
+            await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
             task.cancel()
 
