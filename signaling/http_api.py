@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .auth import Principal, TokenError, TokenIssuer, bearer_token, new_shopper_id
+from .auth import Principal, TokenError, bearer_token, new_shopper_id
 from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
 from .model import (
     Channel,
@@ -30,7 +30,7 @@ from .model import (
     Store,
 )
 from .protocol import ErrorCode, ProtocolError
-from .switchboard import async_public, message_public
+from .switchboard import async_public, message_public, staff_public
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -368,7 +368,7 @@ async def put_staff(request: web.Request) -> web.Response:
                          frozenset(body.channels))
     await request.app[STORAGE].upsert_staff(member)
     switchboard.add_staff(member)
-    return web.json_response({"staff": switchboard._staff_public(member)})
+    return web.json_response({"staff": staff_public(member)})
 
 
 @routes.get("/api/media-sessions")
@@ -412,4 +412,4 @@ def event_public(e: ConversationEvent) -> dict[str, Any]:
     return {"kind": e.kind.value, "at": e.at, "actor": e.actor, "data": e.data}
 
 
-__all__ = ["TokenIssuer", "healthz", "json_errors", "metrics", "readyz", "routes"]
+__all__ = ["healthz", "json_errors", "metrics", "readyz", "routes"]

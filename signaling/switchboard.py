@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .auth import Principal
@@ -31,7 +31,6 @@ from .metrics import ANY_STORE, SignalingMetrics
 from .model import (
     AsyncMessage,
     Call,
-    CallKind,
     Channel,
     ChatMessage,
     Conversation,
@@ -280,7 +279,7 @@ class Switchboard:
             self.heartbeats.beat(conn.conn_id, self.clock())
             self.metrics.ws_connections.labels("staff").inc()
             return {
-                "staff": self._staff_public(live.member),
+                "staff": staff_public(live.member),
                 "presence": live.presence.value,
                 "conversations": [self._summary(self.conversations[c])
                                   for c in sorted(live.conversations)],
@@ -373,13 +372,6 @@ class Switchboard:
             self._send_staff(subject, message)
 
     # Views --------------------------------------------------------------------------------
-    @staticmethod
-    def _staff_public(member: StaffMember) -> dict[str, Any]:
-        return {"id": member.id, "name": member.name, "store": member.store_id,
-                "skills": sorted(member.skills), "languages": sorted(member.languages),
-                "max_conversations": member.max_conversations,
-                "channels": sorted(c.value for c in member.channels)}
-
     def _summary(self, conv: Conversation) -> dict[str, Any]:
         ctx = conv.context
         staff = self.staff.get(conv.staff_id or "")
@@ -1061,14 +1053,18 @@ class Switchboard:
 
     # Views for the HTTP API -----------------------------------------------------------------
     def staff_view(self) -> list[dict[str, Any]]:
-        return [{**self._staff_public(s.member), "presence": s.presence.value,
+        return [{**staff_public(s.member), "presence": s.presence.value,
                  "load": len(s.conversations)} for s in self.staff.values()]
 
     def conversation_view(self, conv: Conversation) -> dict[str, Any]:
         return self._summary(self.conversations.get(conv.id, conv))
 
-    def live_ids(self) -> Iterable[str]:
-        return self.conversations.keys()
+
+def staff_public(member: StaffMember) -> dict[str, Any]:
+    return {"id": member.id, "name": member.name, "store": member.store_id,
+            "skills": sorted(member.skills), "languages": sorted(member.languages),
+            "max_conversations": member.max_conversations,
+            "channels": sorted(c.value for c in member.channels)}
 
 
 def message_public(m: ChatMessage) -> dict[str, Any]:
@@ -1083,4 +1079,4 @@ def async_public(a: AsyncMessage) -> dict[str, Any]:
             "answer": a.answer, "answered_by": a.answered_by, "answered_at": a.answered_at}
 
 
-__all__ = ["CallKind", "Connection", "RoutingSettings", "Switchboard", "actor_of"]
+__all__ = ["Connection", "RoutingSettings", "Switchboard", "actor_of"]
