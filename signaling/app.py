@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import http_api
+from . import http_api, reports_api
 from .auth import TokenIssuer, resolve_secret
 from .config import Settings
 from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
@@ -72,6 +72,7 @@ def create_app(
         heartbeat_interval_s=r.heartbeat_interval_s)
     app.router.add_get("/ws", endpoint.handle)
     app.router.add_routes(http_api.routes)
+    app.router.add_routes(reports_api.routes)
     app.router.add_get("/api/openapi.json", openapi_handler)
     app.router.add_get("/metrics", http_api.metrics)
     app.router.add_get("/healthz", http_api.healthz)

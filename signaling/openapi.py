@@ -47,6 +47,16 @@ def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 _OBJ = {"type": "object"}
 _BEARER = [{"bearer": []}]
+_FORMAT = _query("format", "json (default) or csv", {"type": "string", "enum": ["json", "csv"]})
+_PERIOD = [_query("from", "unix seconds or ISO 8601, inclusive (default: to - 7 days)"),
+           _query("to", "unix seconds or ISO 8601, exclusive (default: now)"),
+           _FORMAT, _query("ids", "list conversation ids per figure (default true)",
+                           {"type": "boolean"})]
+
+
+def _report_ok() -> dict[str, Any]:
+    return {"description": "OK", "content": {"application/json": {"schema": _OBJ},
+                                             "text/csv": {"schema": {"type": "string"}}}}
 
 
 @cache
@@ -138,6 +148,29 @@ def build_openapi() -> dict[str, Any]:
         "/api/media-sessions": {"get": op(
             "Live media sessions", "operator", {"200": _json(_OBJ), **_errors(401, 403)})},
         "/api/openapi.json": {"get": op("This document", "anyone", {"200": _json(_OBJ)})},
+        "/api/reports/kpis": {"get": op(
+            "Conversation KPIs for a period; each figure lists the conversations behind it",
+            "operator", {"200": _report_ok(), **_errors(400, 401, 403)},
+            parameters=[*_PERIOD, _query("store", "store id"),
+                        _query("channel", "chat, audio or video",
+                               {"type": "string", "enum": ["chat", "audio", "video"]}),
+                        _query("skill", "skill")])},
+        "/api/reports/staff": {"get": op(
+            "Per staff member: online time, conversations, calls, handling time, revenue, "
+            "satisfaction, NPS", "operator", {"200": _report_ok(), **_errors(400, 401, 403)},
+            parameters=[*_PERIOD, _query("store", "the staff members' store")])},
+        "/api/reports/staffing": {"get": op(
+            "Recommended staff online per hour of next week (Erlang C) and last week's "
+            "missed conversations per hour", "operator",
+            {"200": _report_ok(), **_errors(400, 401, 403)},
+            parameters=[_query("store", "store id; absent: every store"),
+                        _query("target_share", "share answered within target_wait_s, 0-1 "
+                               "exclusive (default 0.8)", {"type": "number"}),
+                        _query("target_wait_s", "0-3600 (default 60)", {"type": "number"}),
+                        _query("weeks", "weeks of history, 1-12 (default 4)",
+                               {"type": "integer"}),
+                        _query("tz", "IANA time zone of the hours (default UTC)"),
+                        _FORMAT])},
     }
     return {
         "openapi": "3.1.0",

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from aiohttp.web import RouteDef
 
-from signaling import http_api
+from signaling import http_api, reports_api
 from signaling.auth import TokenIssuer
 from signaling.model import Role
 from signaling.protocol import INBOUND, parse_inbound
@@ -196,6 +196,10 @@ ENDPOINTS: dict[str, Endpoint] = {
                           "staff", {"name": "Staff by {cred}", "store": "lyon"}),
     "media_sessions": Endpoint("GET", "/api/media-sessions", frozenset({Role.OPERATOR}),
                                "media_sessions"),
+    "report_kpis": Endpoint("GET", "/api/reports/kpis", frozenset({Role.OPERATOR}), "figures"),
+    "report_staff": Endpoint("GET", "/api/reports/staff", frozenset({Role.OPERATOR}), "staff"),
+    "report_staffing": Endpoint("GET", "/api/reports/staffing", frozenset({Role.OPERATOR}),
+                                "stores"),
 }
 PRICE_OF = {name: 100.0 + i for i, name in enumerate(CREDENTIALS)}
 
@@ -282,7 +286,8 @@ async def test_http_endpoint_x_credential(world: World, name: str, cred: str) ->
 
 def test_matrix_covers_every_api_route() -> None:
     """A new endpoint must join the matrix (or the public list): compare with the router."""
-    routed = {(r.method, r.path) for r in http_api.routes if isinstance(r, RouteDef)}
+    routed = {(r.method, r.path) for r in [*http_api.routes, *reports_api.routes]
+              if isinstance(r, RouteDef)}
     names = {"{cid_a}": "{conversation_id}", "{mid}": "{message_id}"}
     covered = set()
     for e in ENDPOINTS.values():
