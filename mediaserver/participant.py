@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RTCP_PSFB_FIR = 4
+RTX_WINDOW = 3000  # retransmissions older than this many packets are useless anyway
 RTCP_PSFB_APP = 15  # REMB
 
 
@@ -197,11 +198,16 @@ class Participant:
                 self._new_producer(ssrc, slot, codec)
                 self.on_rtp(data)
                 return
-        if len(data) < offset + 2:
-            return
+        end = len(data) - data[-1] if data[0] & 0x20 else len(data)
+        if end <= offset + 2:
+            return  # a padding-only bandwidth probe (browsers send these on RTX): no media
         # RFC 4588: the original sequence number leads the payload.
         original_seq = int.from_bytes(data[offset:offset + 2], "big")
-        restored = data[:offset] + data[offset + 2:]
+        highest = producer.unwrap.highest
+        if highest is not None and not -RTX_WINDOW < ((original_seq - highest + 0x8000)
+                                                      & 0xFFFF) - 0x8000 <= 100:
+            return  # not a retransmission of anything recent: never let it move the stream
+        restored = bytes((data[0] & 0xDF,)) + data[1:offset] + data[offset + 2:end]
         producer.receive(restored, marker, original_seq, timestamp, offset, time.monotonic())
 
     def _new_producer(self, ssrc: int, slot: RecvSlot, codec: Any) -> None:

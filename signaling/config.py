@@ -94,7 +94,8 @@ class AuthConfig(_Section):
 
 
 class LimitsConfig(_Section):
-    max_message_bytes: int = Field(16_384, ge=256)
+    # 64 KiB: a browser SDP offer (5-10 kB, more with many streams) must fit in one frame.
+    max_message_bytes: int = Field(65_536, ge=256)
     messages_per_second: float = Field(20.0, gt=0)
     message_burst: int = Field(40, ge=1)
     max_text_chars: int = Field(4_000, ge=1)

@@ -10,6 +10,7 @@ checks that each type below has a documented example that validates.
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .model import CallKind, Channel, Presence, Role
 
 PROTOCOL_VERSION = 1
+_ID_NEAR_START = re.compile(r'"id"\s*:\s*"([^"\\]{1,64})"')
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 ShortText = Annotated[str, Field(max_length=200)]
@@ -277,9 +279,15 @@ def parse_inbound(raw: str | bytes, max_bytes: int) -> Inbound:
     """Decode and validate one frame; raise ProtocolError with a stable code on any problem."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
     if size > max_bytes:
-        raise ProtocolError(
+        exc = ProtocolError(
             ErrorCode.MESSAGE_TOO_LARGE, f"message of {size} bytes exceeds the {max_bytes} limit"
         )
+        # Not parsed (that is the point of the limit), but the id is usually near the start:
+        # echoing it lets the client fail the right request instead of waiting for a timeout.
+        head = raw[:512] if isinstance(raw, str) else raw[:512].decode("utf-8", "replace")
+        match = _ID_NEAR_START.search(head)
+        exc.request_id = match.group(1) if match else None
+        raise exc
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

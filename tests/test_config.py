@@ -45,7 +45,7 @@ def test_defaults() -> None:
     assert s.database.path == Path("var/shopcall.db") and s.database.synchronous == "full"
     assert s.auth.secret is None
     assert s.auth.shopper_token_ttl_s == 30 * 86400 and s.auth.staff_token_ttl_s == 12 * 3600
-    assert s.limits.max_message_bytes == 16384 and s.routing.heartbeat_timeout_s == 15
+    assert s.limits.max_message_bytes == 65536 and s.routing.heartbeat_timeout_s == 15
     assert s.stores == [] and s.staff == [] and s.qualification == []
 
 

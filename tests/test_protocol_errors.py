@@ -205,15 +205,21 @@ async def test_frame_size_limit_is_in_bytes_and_the_connection_goes_on(
     await expect_error(client, "not_found", "big")
 
     await client.raw(chat("a" * (MAX_BYTES - overhead + 1)))
-    reply = await expect_error(client, "message_too_large", None)
+    # Not parsed, but the id near the start of the frame is echoed.
+    reply = await expect_error(client, "message_too_large", "big")
     assert str(MAX_BYTES) in reply["message"]
     # 600 characters but 1200 bytes: the limit counts bytes.
     await client.raw(chat("é" * 600))
-    await expect_error(client, "message_too_large", None)
+    await expect_error(client, "message_too_large", "big")
     # Far above the limit but below the transport's backstop: still just an error reply.
     await client.raw(chat("a" * 100_000))
-    await expect_error(client, "message_too_large", None)
+    await expect_error(client, "message_too_large", "big")
     await client.raw(chat("a" * 100_000).encode())
+    await expect_error(client, "message_too_large", "big")
+    # An id beyond the first 512 bytes is not looked for.
+    late_id = json.dumps({"type": "chat.send", "conversation_id": "cnv_none",
+                          "text": "a" * 2000, "id": "late"})
+    await client.raw(late_id)
     await expect_error(client, "message_too_large", None)
     assert (await client.send("ping"))["type"] == "pong"
     await client.fail("conversation.resume", "not_found", conversation_id="cnv_none")

@@ -251,7 +251,11 @@ export class SignalingClient {
     }
     if (msg.type === 'error') {
       const err = new ShopcallError(msg.code, msg.message, msg.details);
-      if (!this._settle(msg.id, null, err)) this._emit('error', err);
+      if (this._settle(msg.id, null, err)) return;
+      // Frames refused unread (too large, rate limited) get `id: null`. The server answers
+      // frames strictly in order, so such an error belongs to the oldest unanswered request.
+      const oldest = msg.id == null ? this._pending.keys().next().value : undefined;
+      if (oldest === undefined || !this._settle(oldest, null, err)) this._emit('error', err);
       return;
     }
     if (msg.type === 'pong') {

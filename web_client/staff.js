@@ -1,6 +1,7 @@
 // Shopcall staff console: presence, offers, queue, several conversations side by side,
 // product cards, canned replies, transfer, and the asynchronous messages inbox.
 
+import { CallMedia, CallStage, noticeText } from './media.js';
 import { SignalingClient, ShopcallError, fetchJson, newId, websocketUrl } from './protocol.js';
 import {
   ICONS, formatDateTime, formatDuration, formatPrice, formatTime, h, icon, loadJson, safeUrl,
@@ -232,6 +233,14 @@ function connect() {
   client.on('call.started', (m) => onCall(m.call, m.join));
   client.on('call.declined', (m) => onCallGone(m.call_id, 'declined'));
   client.on('call.ended', (m) => onCallGone(m.call_id, m.reason));
+  client.on('media.offer', (m) => {
+    const col = columnForCall(m.call_id);
+    if (col && col.media && m.sdp) col.media.handleServerOffer(m.sdp);
+  });
+  client.on('media.notice', (m) => {
+    const col = columnForCall(m.call_id);
+    if (col && col.stage) col.stage.setNotice(noticeText(m));
+  });
   client.start().catch(() => {});
 }
 
@@ -497,6 +506,7 @@ function buildColumn(col) {
   const uid = newId('c');
   col.header = h('header', { class: 'conv-head' });
   col.callBar = h('div', { class: 'callbar', hidden: true, role: 'status' });
+  col.stageSlot = h('div', { class: 'stage-slot', hidden: true });
   col.log = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
   col.typing = h('p', { class: 'typing', 'aria-live': 'polite' });
   col.input = h('textarea', { id: `${uid}-input`, rows: 2, maxLength: MAX_TEXT,
@@ -529,7 +539,7 @@ function buildColumn(col) {
     closeControl(col));
   col.endedEl = h('div', { class: 'ended', hidden: true, role: 'status' });
   col.el = h('article', { class: 'conv', 'aria-label': `Conversation with shopper ${shortId(col.summary.shopper_id || col.id)}` },
-    col.header, col.callBar, col.log, col.typing, col.endedEl, col.composer, col.tools);
+    col.header, col.callBar, col.stageSlot, col.log, col.typing, col.endedEl, col.composer, col.tools);
   col.el.addEventListener('focusin', () => markRead(col));
   col.el.addEventListener('pointerdown', () => markRead(col));
   $('convs').append(col.el);
@@ -658,6 +668,7 @@ function endColumn(col, reason) {
   if (col.ended) return;
   col.ended = true;
   col.call = null;
+  stopMedia(col);
   renderCall(col);
   col.el.classList.add('is-ended');
   col.composer.hidden = true;
@@ -672,6 +683,7 @@ function endColumn(col, reason) {
 }
 
 function removeColumn(col) {
+  stopMedia(col);
   col.el.remove();
   convs.delete(col.id);
   renderConvsEmpty();
@@ -819,15 +831,81 @@ function showTyping(col, typing) {
   col.peerTypingTimer = setTimeout(() => col.typing.replaceChildren(), 8000);
 }
 
-// Calls (signalling only; media comes with the media server) -----------------------------
+// Calls --------------------------------------------------------------------------------
+function columnForCall(callId) {
+  for (const col of convs.values()) if (col.call && col.call.call_id === callId) return col;
+  return null;
+}
+
 function onCall(call, join) {
   const col = call && convs.get(call.conversation_id);
   if (!col) return;
   col.call = call;
   col.join = join || col.join;
   col.callNote = '';
+  // Staff join straight away: their device is the shop's, and they accepted the call.
+  if (call.started_at != null && col.join && col.join.media_available !== false
+      && (!col.media || col.media.callId !== call.call_id)) {
+    startMedia(col, call, col.join);
+  }
   renderCall(col);
   if (call.started_at == null && !String(call.proposed_by || '').startsWith('staff')) beep();
+}
+
+function startMedia(col, call, join) {
+  stopMedia(col);
+  const media = new CallMedia({ client, call, join });
+  col.media = media;
+  col.stage = new CallStage(media, { remoteLabel: 'Shopper', onHangUp: () => callAction(col, 'call.end') });
+  col.quality = h('p', { class: 'quality', 'aria-live': 'off', text: 'Connecting…' });
+  col.stage.el.append(col.quality);
+  media.on('problem', (text) => toast(text, 'warn'));
+  media.on('error', () => {
+    if (col.media !== media) return;
+    col.callNote = 'The media connection failed. You can keep chatting, or end the call.';
+    renderCall(col);
+  });
+  col.statsTimer = setInterval(() => updateQuality(col), 1000);
+  media.start().catch(() => {});
+}
+
+function stopMedia(col) {
+  clearInterval(col.statsTimer);
+  col.statsTimer = null;
+  if (col.stage) col.stage.destroy();
+  if (col.media) col.media.close();
+  col.stage = null;
+  col.media = null;
+  col.quality = null;
+}
+
+function formatRate(kbps) {
+  if (kbps == null) return '–';
+  return kbps >= 1000 ? `${(kbps / 1000).toFixed(2)} Mbit/s` : `${Math.round(kbps)} kbit/s`;
+}
+
+async function updateQuality(col) {
+  const media = col.media;
+  if (!media || !col.quality) return;
+  let s;
+  try {
+    s = await media.stats();
+  } catch {
+    return;
+  }
+  if (!s || col.media !== media || !col.quality) return;
+  const lossPct = s.packetsReceived + s.packetsLost
+    ? (100 * s.packetsLost) / (s.packetsReceived + s.packetsLost) : 0;
+  const parts = [
+    `In ${formatRate(s.kbps)}`,
+    `lost ${s.packetsLost}${s.packetsLost ? ` (${lossPct.toFixed(1)}%)` : ''}`,
+    `${s.framesDecoded} frames`,
+  ];
+  if (s.width) parts.push(`${s.width}×${s.height}${s.framesPerSecond ? ` @ ${Math.round(s.framesPerSecond)} fps` : ''}`);
+  if (s.rttMs != null) parts.push(`RTT ${s.rttMs} ms`);
+  col.quality.textContent = parts.join(' · ');
+  col.quality.dataset.framesDecoded = String(s.framesDecoded);
+  col.quality.classList.toggle('bad', lossPct > 5);
 }
 
 function onCallGone(callId, reason) {
@@ -844,6 +922,7 @@ function onCallGone(callId, reason) {
 
 function renderCall(col) {
   const call = col.call;
+  if (!call || call.started_at == null) stopMedia(col);
   const items = [];
   if (call) {
     const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
@@ -853,8 +932,10 @@ function renderCall(col) {
       if (!col.join || col.join.media_available === false) {
         items.push(h('span', { class: 'muted small', text: 'Media is not available on this server: keep chatting.' }));
       }
-      items.push(h('button', { class: 'btn danger small', type: 'button', text: 'End call',
-        onclick: () => callAction(col, 'call.end') }));
+      if (!col.stage) {
+        items.push(h('button', { class: 'btn danger small', type: 'button', text: 'End call',
+          onclick: () => callAction(col, 'call.end') }));
+      }
     } else if (fromShopper) {
       items.push(h('span', { class: 'call-state', text: `The shopper asks for a ${kind.toLowerCase()}` }));
       items.push(h('button', { class: 'btn primary small', type: 'button', text: 'Accept',
@@ -868,6 +949,12 @@ function renderCall(col) {
   if (col.callNote) items.push(h('span', { class: 'muted small', text: col.callNote }));
   col.callBar.hidden = !items.length;
   col.callBar.replaceChildren(...items);
+  if (col.stageSlot) {
+    if (col.stage && col.stageSlot.firstChild !== col.stage.el) col.stageSlot.replaceChildren(col.stage.el);
+    if (!col.stage) col.stageSlot.replaceChildren();
+    col.stageSlot.hidden = !col.stage;
+    col.el?.classList.toggle('in-call', !!col.stage);
+  }
 }
 
 async function callAction(col, type) {
@@ -882,6 +969,12 @@ async function callAction(col, type) {
       renderCall(col);
     }
   } catch (err) {
+    if (type === 'call.end' && err.code === 'not_found') {
+      col.call = null;
+      col.callNote = 'Call ended.';
+      renderCall(col);
+      return;
+    }
     col.callNote = err.code === 'media_unavailable'
       ? 'Calls are not available on this server.' : errorText(err);
     renderCall(col);

@@ -11,9 +11,11 @@
 //
 // The widget lives in an open shadow root so the shop's CSS and ours cannot collide.
 
+import { CallMedia, CallStage, noticeText } from './media.js';
 import { SignalingClient, ShopcallError, fetchJson, newId, websocketUrl } from './protocol.js';
 import {
-  ICONS, formatPrice, formatTime, formatWait, h, icon, loadJson, safeUrl, saveJson,
+  ICONS, formatDuration, formatPrice, formatTime, formatWait, h, icon, loadJson, safeUrl,
+  saveJson,
 } from './ui.js';
 
 const SESSION_KEY = 'shopcall.session';
@@ -80,6 +82,11 @@ let unread = 0;
 let typingTimer = null;
 let typingSentAt = 0;
 let peerTypingTimer = null;
+// The running call's media (one at a time): consent asked for `consent`, then media + stage.
+let consent = null; // {call, join} while the "Turn on camera?" question is on screen
+let callMedia = null;
+let callStage = null;
+let callTimer = null;
 
 function newConv(summary) {
   return {
@@ -251,7 +258,10 @@ function ensureClient(timeoutMs = 15000) {
   client.on('call.started', (m) => onCall(m.call, 'started', m.join));
   client.on('call.declined', (m) => onCallGone(m.call_id, 'declined'));
   client.on('call.ended', (m) => onCallGone(m.call_id, m.reason));
-  client.on('media.notice', (m) => conv && setCallNote(m.message || m.text || ''));
+  client.on('media.offer', (m) => {
+    if (callMedia && m.call_id === callMedia.callId && m.sdp) callMedia.handleServerOffer(m.sdp);
+  });
+  client.on('media.notice', onMediaNotice);
   client.on('async.answered', (m) => m.async_message && showAnswer(m.async_message));
   client.start().catch(() => {});
   return ensureClient(timeoutMs);
@@ -361,6 +371,7 @@ function contextChip() {
 
 async function renderHome() {
   conv = null;
+  stopMedia();
   subEl.textContent = 'Our in-store specialists are here to help';
   show('home', h('div', { class: 'loading', role: 'status' }, h('span', { class: 'spinner' }),
     'Checking who is available…'));
@@ -551,13 +562,15 @@ function showAnswer(asyncMessage) {
 }
 
 // Chat ---------------------------------------------------------------------------------
-let logEl; let typingEl; let statusEl; let callBar; let composer; let inputEl; let actionsEl;
+let logEl; let typingEl; let statusEl; let callBar; let stageSlot; let composer; let inputEl;
+let actionsEl;
 
 function renderChat() {
   logEl = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions',
     'aria-label': 'Conversation' });
   statusEl = h('div', { class: 'banner', role: 'status' });
   callBar = h('div', { class: 'callbar', role: 'status', hidden: true });
+  stageSlot = h('div', { class: 'stage-slot', hidden: true });
   typingEl = h('p', { class: 'typing', 'aria-live': 'polite' });
   inputEl = h('textarea', { id: 'sc-input', rows: 1, maxLength: MAX_TEXT,
     placeholder: 'Type your message…', 'data-autofocus': true,
@@ -575,7 +588,7 @@ function renderChat() {
     sendText(text);
   });
   actionsEl = h('div', { class: 'chat-actions' });
-  show('chat', statusEl, callBar, logEl, typingEl, composer, actionsEl);
+  show('chat', statusEl, callBar, stageSlot, logEl, typingEl, composer, actionsEl);
   for (const seq of [...conv.messages.keys()].sort((a, b) => a - b)) renderMessage(conv.messages.get(seq));
   for (const [clientId, item] of conv.outbox) renderPending(clientId, item);
   updateChatStatus();
@@ -648,6 +661,7 @@ async function endConversation() {
 
 function afterClose(conversationId, wasAccepted) {
   const accepted = wasAccepted || session.accepted;
+  stopMedia();
   conv = null;
   saveSession({ conversation_id: null, accepted: false, pending_leave: null });
   if (accepted) renderFeedback(conversationId);
@@ -934,6 +948,8 @@ function onClosed(event) {
   // feedback.requested follows for accepted conversations.
   saveSession({ feedback_due: event.conversation_id });
   conv.state = 'closed';
+  conv.call = null;
+  renderCall();
   if (composer) composer.querySelectorAll('textarea, button').forEach((el) => { el.disabled = true; });
   if (actionsEl) actionsEl.replaceChildren();
 }
@@ -945,6 +961,7 @@ function onFeedbackRequested(event) {
     conv = null;
     saveSession({ conversation_id: null, accepted: false });
   }
+  stopMedia();
   renderFeedback(event.conversation_id);
 }
 
@@ -1021,7 +1038,7 @@ function finishFeedback(sent) {
       'data-autofocus': true, onclick: () => renderHome() })));
 }
 
-// Calls (signalling only for now; media comes with the media server) ---------------------
+// Calls --------------------------------------------------------------------------------
 async function proposeCall(kind) {
   if (!conv || conv.state !== 'accepted') return;
   try {
@@ -1048,10 +1065,65 @@ function onCall(call, status, join) {
   announce(status === 'started' ? 'Call started' : `${call.kind} call proposed`);
 }
 
-/** Hook for the media step: getUserMedia + RTCPeerConnection + media.offer come here. */
+function staffName() {
+  return (conv && conv.staff && conv.staff.name) || 'The specialist';
+}
+
+/** The call started: ask before opening the camera or microphone. */
 function startMedia(call, join) {
+  stopMedia();
   if (!join || join.media_available === false) {
     conv.callNote = 'Call started, but media is not available on this server. You can keep chatting.';
+    return;
+  }
+  consent = { call, join };
+  announce(call.kind === 'video' ? 'Turn on camera?' : 'Turn on microphone?');
+}
+
+/** The shopper answered the consent question: camera (video calls) and microphone, or not. */
+function joinCall(camera) {
+  if (!consent || !conv) return;
+  const { call, join } = consent;
+  consent = null;
+  const media = new CallMedia({ client, call, join, camera, microphone: true });
+  callMedia = media;
+  callStage = new CallStage(media, { remoteLabel: staffName().split(' ')[0],
+    onHangUp: () => callAction('call.end', call) });
+  media.on('problem', (text) => addNote(text));
+  media.on('error', (err) => {
+    if (media !== callMedia) return;
+    setCallNote(err.code === 'media_unavailable'
+      ? 'Video is not available right now. You can keep chatting.'
+      : 'The call could not connect. You can keep chatting, or hang up and try again.');
+  });
+  media.on('state', (state) => {
+    if (state === 'connected') announce(`Connected with ${staffName()}`);
+  });
+  clearInterval(callTimer);
+  callTimer = setInterval(updateCallClock, 1000);
+  renderCall();
+  media.start().catch(() => {});
+}
+
+function stopMedia() {
+  consent = null;
+  clearInterval(callTimer);
+  callTimer = null;
+  if (callStage) callStage.destroy();
+  if (callMedia) callMedia.close();
+  callStage = null;
+  callMedia = null;
+  panel.classList.remove('in-call');
+}
+
+function onMediaNotice(event) {
+  if (!conv) return;
+  if (callStage && callMedia && (!event.call_id || event.call_id === callMedia.callId)) {
+    const text = noticeText(event);
+    callStage.setNotice(text);
+    if (text) announce(text);
+  } else if (event.code !== 'video_resumed') {
+    setCallNote(noticeText(event));
   }
 }
 
@@ -1075,17 +1147,48 @@ function setCallNote(text) {
   if (text) announce(text);
 }
 
+function updateCallClock() {
+  const el = callBar && callBar.querySelector('.call-clock');
+  const call = conv && conv.call;
+  if (!el || !call || call.started_at == null || !client) return;
+  el.textContent = formatDuration(client.serverNow() - call.started_at);
+}
+
+function consentCard(call) {
+  const video = call.kind === 'video';
+  const name = staffName();
+  return h('div', { class: 'consent', role: 'alertdialog', 'aria-labelledby': 'sc-consent-title',
+    'aria-describedby': 'sc-consent-text' },
+  h('div', { class: 'consent-icon', 'aria-hidden': 'true' }, icon(video ? ICONS.video : ICONS.phone, { size: 26 })),
+  h('h3', { id: 'sc-consent-title', text: video ? 'Turn on camera?' : 'Turn on microphone?' }),
+  h('p', { id: 'sc-consent-text', text: video
+    ? `${name} will see and hear you. You can mute or stop your camera at any time, and you will see ${name.split(' ')[0]} either way.`
+    : `${name} will hear you. You can mute your microphone at any time.` }),
+  h('div', { class: 'consent-actions' },
+    h('button', { class: 'btn primary', type: 'button', 'data-autofocus': true,
+      onclick: () => joinCall(true) }, icon(video ? ICONS.video : ICONS.phone, { size: 18 }),
+    video ? 'Turn on camera' : 'Turn on microphone'),
+    video ? h('button', { class: 'btn', type: 'button', text: 'Join without camera',
+      onclick: () => joinCall(false) }) : null,
+    h('button', { class: 'link', type: 'button', text: 'Hang up',
+      onclick: () => { consent = null; callAction('call.end', call); } })));
+}
+
 function renderCall() {
   if (!callBar || !conv) return;
   const call = conv.call;
+  if (!call || call.started_at == null) stopMedia();
   const items = [];
   if (call) {
     const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
     const mine = String(call.proposed_by || '').startsWith('shopper');
     if (call.started_at != null) {
-      items.push(h('span', { class: 'call-state live', text: `${kind} started` }));
-      items.push(h('button', { class: 'chip-btn danger', type: 'button', text: 'Hang up',
-        onclick: () => callAction('call.end', call) }));
+      items.push(h('span', { class: 'call-state live' }, `${kind} with ${staffName().split(' ')[0]} `,
+        h('span', { class: 'call-clock' })));
+      if (!callStage && !consent) {
+        items.push(h('button', { class: 'chip-btn danger', type: 'button', text: 'Hang up',
+          onclick: () => { consent = null; callAction('call.end', call); } }));
+      }
     } else if (mine) {
       items.push(h('span', { class: 'call-state', text: `${kind} requested, waiting for an answer…` }));
       items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: 'Cancel',
@@ -1101,6 +1204,20 @@ function renderCall() {
   if (conv.callNote) items.push(h('p', { class: 'call-note', text: conv.callNote }));
   callBar.hidden = !items.length;
   callBar.replaceChildren(...items);
+  updateCallClock();
+  if (stageSlot) {
+    let content = null;
+    if (consent && call && consent.call.call_id === call.call_id) content = consentCard(call);
+    else if (callStage) content = callStage.el;
+    if (content !== stageSlot.firstChild) stageSlot.replaceChildren(...(content ? [content] : []));
+    stageSlot.hidden = !content;
+    if (content && content !== callStage?.el) {
+      requestAnimationFrame(() => content.querySelector('[data-autofocus]')?.focus());
+    }
+    for (const v of stageSlot.querySelectorAll('video')) v.play?.().catch(() => {});
+    scrollLog(); // the log just got shorter or taller: keep the latest message in view
+  }
+  panel.classList.toggle('in-call', !!(callStage && callMedia && callMedia.kind === 'video'));
   renderActions();
 }
 
@@ -1111,6 +1228,10 @@ async function callAction(type, call) {
     else if (type === 'call.decline') onCallGone(call.call_id, 'declined_by_me');
     else onCallGone(call.call_id, 'hung_up');
   } catch (err) {
+    if (type === 'call.end' && err.code === 'not_found') {
+      onCallGone(call.call_id, 'hung_up'); // ended meanwhile
+      return;
+    }
     setCallNote(err.code === 'media_unavailable'
       ? 'Calls are not available on this server right now. You can keep chatting.'
       : errorText(err));
