@@ -6,7 +6,7 @@ import asyncio
 
 from signaling.model import Role
 
-from .conftest import new_shopper
+from .conftest import accepted_conversation, new_shopper
 from .harness import http
 
 
@@ -156,13 +156,7 @@ async def test_dead_device_leaves_routing_within_seconds(server_factory, connect
 
 
 async def test_lost_staff_conversation_is_requeued_after_grace(server, connect):
-    alice = await connect(server, Role.STAFF, "alice")
-    await alice.ok("presence.set", status="online")
-    shopper = await connect(server, token=await new_shopper(server))
-    opened = await shopper.ok("conversation.open", store="lyon", skill="guitars", language="en")
-    cid = opened["conversation"]["conversation_id"]
-    await alice.expect("conversation.offered")
-    await alice.ok("conversation.accept", conversation_id=cid)
+    alice, shopper, cid = await accepted_conversation(server, connect)
     dave = await connect(server, Role.STAFF, "dave")
     dave.keep_alive()
     await dave.ok("presence.set", status="online")
@@ -174,13 +168,7 @@ async def test_lost_staff_conversation_is_requeued_after_grace(server, connect):
 
 async def test_staff_reconnecting_within_grace_keeps_conversation(server_factory, connect):
     server = server_factory(grace_s=5.0)
-    alice = await connect(server, Role.STAFF, "alice")
-    await alice.ok("presence.set", status="online")
-    shopper = await connect(server, token=await new_shopper(server))
-    opened = await shopper.ok("conversation.open", store="lyon", skill="guitars", language="en")
-    cid = opened["conversation"]["conversation_id"]
-    await alice.expect("conversation.offered")
-    await alice.ok("conversation.accept", conversation_id=cid)
+    alice, shopper, cid = await accepted_conversation(server, connect)
     await alice.close()
     again = await connect(server, Role.STAFF, "alice")
     again.keep_alive()
