@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +169,24 @@ class ServerProcess:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+@contextmanager
+def seeded_server(workdir: Path, seed: Callable[[ServerProcess], Awaitable[dict[str, Any]]],
+                  **overrides: Any) -> Iterator[tuple[ServerProcess, dict[str, Any]]]:
+    """A server shared by a whole test module, seeded once through the real API.
+
+    The seeding runs on its own event loop in its own thread, so the per-test loops of
+    pytest-asyncio never see a module-scoped loop.
+    """
+    server = ServerProcess(workdir, **overrides)
+    server.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            data = pool.submit(asyncio.run, seed(server)).result(timeout=60)
+        yield server, data
+    finally:
+        server.stop()
 
 
 class WsClient:

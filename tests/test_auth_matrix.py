@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +29,7 @@ from signaling.auth import TokenIssuer
 from signaling.model import Role
 from signaling.protocol import INBOUND, parse_inbound
 
-from .harness import SECRET, ServerProcess, WsClient, http
+from .harness import SECRET, ServerProcess, WsClient, http, seeded_server
 
 OTHER_SECRET = "another-secret-of-at-least-32-bytes-long!!"
 SHOPPER_A, SHOPPER_B, SHOPPER_C = "shp_alpha", "shp_beta", "shp_gamma"
@@ -127,16 +125,9 @@ async def _populate(server: ServerProcess) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    workdir: Path = tmp_path_factory.mktemp("auth-matrix")
-    server = ServerProcess(workdir, missed_after_s=1.0)
-    server.start()
-    try:
-        # Its own thread and loop: the per-test loops of pytest-asyncio stay untouched.
-        with ThreadPoolExecutor(1) as pool:
-            data = pool.submit(asyncio.run, _populate(server)).result(timeout=60)
+    with seeded_server(tmp_path_factory.mktemp("auth-matrix"), _populate,
+                       missed_after_s=1.0) as (server, data):
         yield World(server=server, **data)
-    finally:
-        server.stop()
 
 
 # Credentials ----------------------------------------------------------------------------------

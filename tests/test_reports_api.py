@@ -21,14 +21,12 @@ timestamp over the API, so online time is checked against the presence_log the s
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import itertools
 import math
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +38,7 @@ import pytest
 from signaling.erlang import required_servers
 from signaling.model import Role
 
-from .harness import ServerProcess, WsClient, http
+from .harness import ServerProcess, WsClient, http, seeded_server
 
 REPORTS = ("/api/reports/kpis", "/api/reports/staff", "/api/reports/staffing")
 
@@ -163,17 +161,9 @@ async def _seed(server: ServerProcess) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    server = ServerProcess(tmp_path_factory.mktemp("reports"), missed_after_s=0.5,
-                           media_backend="none")
-    server.start()
-    try:
-        # Its own loop in its own thread, as in test_auth_matrix: the per-test loops stay
-        # untouched by a module-scoped fixture.
-        with ThreadPoolExecutor(1) as pool:
-            data = pool.submit(asyncio.run, _seed(server)).result(timeout=60)
+    with seeded_server(tmp_path_factory.mktemp("reports"), _seed, missed_after_s=0.5,
+                       media_backend="none") as (server, data):
         yield World(server=server, **data)
-    finally:
-        server.stop()
 
 
 # Helpers ---------------------------------------------------------------------------------
