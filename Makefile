@@ -9,9 +9,10 @@ PYTEST_ARGS ?=
 
 # System programs the test suite needs, as command:apt-package pairs.
 # Checked with `command -v`; installed with apt-get only when missing and running as root.
-# nft + unshare + ip: the SFU loss test drops packets in a private network namespace.
+# nft + unshare + ip: the SFU loss test drops packets in a private network namespace;
+# tc + nsenter: the bandwidth test limits one receiver with tbf on a veth between two.
 # chromium: the browser end-to-end test (driven by Playwright, in a network namespace too).
-SYSTEM_DEPS ?= nft:nftables unshare:util-linux ip:iproute2 chromium:chromium
+SYSTEM_DEPS ?= nft:nftables unshare:util-linux nsenter:util-linux ip:iproute2 tc:iproute2 chromium:chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint system-deps clean

@@ -168,9 +168,15 @@ class PeerAdapter:
             slot.ready = True
         return receive
 
-    def add_send_slot(self, kind: str) -> SendSlot:
-        """A new sendonly m-section (renegotiation needed) for one more forwarded stream."""
+    def add_send_slot(self, kind: str, stream_id: str | None = None) -> SendSlot:
+        """A new sendonly m-section (renegotiation needed) for one more forwarded stream.
+
+        ``stream_id`` names the stream in the SDP's ``a=msid`` (what a browser sees as
+        ``event.streams[0].id``), e.g. so a shopper can tell their try-on mirror apart.
+        """
         transceiver = self.pc.addTransceiver(RelayTrack(kind), direction="sendonly")
+        if stream_id is not None:
+            transceiver.sender._stream_id = stream_id  # aiortc writes it into a=msid
         self.adopt_transceivers()
         return next(s for s in self.send_slots if s.transceiver is transceiver)
 

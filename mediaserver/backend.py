@@ -7,20 +7,27 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signaling.media import (
+    CallQuality,
     MediaNegotiationError,
     MediaSessionSpec,
     MediaUnavailable,
     Notify,
+    TryOnUnavailable,
+    UnknownGarment,
 )
 
 from .aiortc_adapter import use_host_addresses
 from .bandwidth import StoreBudget, session_share
+from .call_quality import CallQualityMonitor
 from .metrics import SfuCollector, Totals, participant_totals
 from .participant import NegotiationError
 from .router import Router
+
+if TYPE_CHECKING:
+    from .tryon.service import TryOnService
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +38,15 @@ REPORT_INTERVAL_S = 1.0  # receiver reports to publishers
 class SfuBackend:
     def __init__(self, *, ice_servers: Sequence[dict[str, Any]] = (),
                  host_addresses: Sequence[str] = (), video_floor_kbps: float = 100,
-                 store_budget: Callable[[str], StoreBudget] | None = None) -> None:
+                 store_budget: Callable[[str], StoreBudget] | None = None,
+                 tryon: TryOnService | None = None) -> None:
+        self.tryon = tryon  # None: no virtual try-on, every stream is only forwarded
         self.ice_servers = [dict(s) for s in ice_servers]
         self.video_floor_bps = video_floor_kbps * 1000
         self.store_budget = store_budget or (lambda _store: StoreBudget())
         use_host_addresses(host_addresses or None)
         self.routers: dict[str, Router] = {}
+        self.quality: dict[str, CallQualityMonitor] = {}  # by session id, for the reports
         self._notify: Notify = lambda _pid, _msg: None
         self._ticker: asyncio.Task[None] | None = None
         self.retired = Totals()
@@ -56,6 +66,8 @@ class SfuBackend:
                 await self._ticker
         for session_id in list(self.routers):
             await self.close_session(session_id)
+        if self.tryon is not None:
+            self.tryon.close()
 
     async def _tick_loop(self) -> None:
         last_report = 0.0
@@ -68,6 +80,9 @@ class SfuBackend:
             for router in list(self.routers.values()):
                 try:
                     router.tick(now, reports)
+                    monitor = self.quality.get(router.spec.session_id)
+                    if monitor is not None:
+                        monitor.sample(router.participants.values(), now, reports)
                 except Exception:
                     log.exception("media session %s: feedback failed", router.spec.session_id)
 
@@ -76,7 +91,8 @@ class SfuBackend:
         self.routers[spec.session_id] = Router(
             spec, lambda pid, msg: self._notify(pid, msg), self.ice_servers,
             video_floor_bps=self.video_floor_bps, store_share=self._share,
-            retire=lambda p: self.retired.add(participant_totals(p)))
+            retire=lambda p: self.retired.add(participant_totals(p)), tryon=self.tryon)
+        self.quality[spec.session_id] = CallQualityMonitor(time.monotonic())
 
     def _share(self, store_id: str | None) -> StoreBudget:
         """This session's share of its store's capacity: equal among the store's sessions."""
@@ -121,9 +137,32 @@ class SfuBackend:
 
     async def close_session(self, session_id: str) -> None:
         router = self.routers.pop(session_id, None)
+        self.quality.pop(session_id, None)
         if router is not None:
             await router.close()
             self.retired_fallbacks += router.fallbacks
+
+    def call_quality(self, session_id: str) -> CallQuality | None:
+        router, monitor = self.routers.get(session_id), self.quality.get(session_id)
+        if router is None or monitor is None or not monitor.measured:
+            return None
+        return monitor.summary(router.fallbacks)
+
+    async def set_tryon(self, session_id: str, participant_id: str,
+                        garment_id: str | None) -> dict[str, Any]:
+        """Virtual try-on on (garment id) or off (None) for one participant's camera."""
+        router = self._router(session_id)
+        if router.tryon is None:
+            raise TryOnUnavailable(
+                "virtual try-on is not enabled on this server" if self.tryon is None else
+                "virtual try-on is not offered in this store" if router.spec.kind.value ==
+                "video" else "virtual try-on needs a video call")
+        from .tryon.catalogue import UnknownGarmentError
+
+        try:
+            return router.tryon.set(participant_id, garment_id, router.video_mime)
+        except UnknownGarmentError as exc:
+            raise UnknownGarment(str(exc)) from None
 
     def describe(self) -> list[dict[str, Any]]:
         return [router.describe() for router in self.routers.values()]

@@ -9,7 +9,7 @@ Below a floor a receiver gets audio only, with hysteresis so it does not flap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_START_BPS = 1_500_000
@@ -24,21 +24,39 @@ class BandwidthEstimate:
     in between it holds. REMB, when the receiver sends it, is an upper bound.
     """
 
-    __slots__ = ("loss_bps", "remb_bps")
+    __slots__ = ("cut_last_report", "loss_bps", "remb_bps")
 
     def __init__(self, start_bps: float = DEFAULT_START_BPS) -> None:
         self.loss_bps = float(start_bps)
+        self.cut_last_report = False
         self.remb_bps: float | None = None
 
     def on_remb(self, bps: float) -> None:
         self.remb_bps = max(float(bps), 0.0)
 
-    def on_loss(self, fraction_lost: float) -> None:
+    def on_loss(self, fraction_lost: float, delivered_bps: float | None = None) -> None:
+        """One receiver-report interval. ``delivered_bps``: what we sent it that arrived.
+
+        Under heavy loss the link carries about what arrived, so the estimate heads there
+        instead of shrinking by a few percent a second while the loss goes on. At most
+        halving per report: a report describes the previous second, and right after we cut
+        what we send, "delivered" (this second's rate times last second's loss) undershoots.
+        """
         if fraction_lost > 0.10:
+            if self.cut_last_report:
+                # The report right after a cut still describes (mostly) the traffic from
+                # before it: cutting again on it would count the same loss twice.
+                self.cut_last_report = False
+                return
+            self.cut_last_report = True
             self.loss_bps *= 1.0 - 0.5 * fraction_lost
-        elif fraction_lost < 0.02:
-            self.loss_bps *= 1.08
-        self.loss_bps = min(max(self.loss_bps, MIN_BPS), MAX_BPS)
+            if delivered_bps is not None and delivered_bps > 0:
+                self.loss_bps = min(self.loss_bps, max(delivered_bps, self.loss_bps / 2))
+            self.loss_bps = max(self.loss_bps, MIN_BPS)
+            return
+        self.cut_last_report = False
+        if fraction_lost < 0.02:
+            self.loss_bps = min(self.loss_bps * 1.08, MAX_BPS)
 
     @property
     def bps(self) -> float:
@@ -71,6 +89,43 @@ def publisher_cap(receiver_bps: Iterable[float], *, audio_bps: float,
     if share_bps is not None:
         cap = min(cap, share_bps - audio_bps)
     return max(cap, MIN_BPS)
+
+
+def layered_publisher_cap(receiver_bps: Iterable[float], *, audio_bps: float,
+                          base_layer_share: float, share_bps: float | None = None
+                          ) -> float | None:
+    """The video bitrate of a publisher sending temporal layers.
+
+    Its best receiver sets the rate (the others get fewer layers instead of pulling
+    everyone down), but never so high that the tightest receiver could not take even the
+    base layer, which carries ``base_layer_share`` of the stream's bits.
+    """
+    receivers = list(receiver_bps)
+    if not receivers:
+        return None
+    cap = max(receivers) - audio_bps
+    if base_layer_share > 0:
+        cap = min(cap, (min(receivers) - audio_bps) / base_layer_share)
+    if share_bps is not None:
+        cap = min(cap, share_bps - audio_bps)
+    return max(cap, MIN_BPS)
+
+
+def pick_temporal_layer(cumulative_bps: Sequence[float], available_bps: float,
+                        current: int, *, headroom: float = 0.9) -> int:
+    """The highest temporal layer whose bitrate (with the layers below it) a receiver takes.
+
+    Going up needs 10% headroom, so a receiver near a boundary does not flap between
+    layers every second. Before anything is measured, every layer is forwarded.
+    """
+    top = len(cumulative_bps) - 1
+    if top < 0 or cumulative_bps[top] <= 0:
+        return max(top, 0)
+    for layer in range(top, 0, -1):
+        limit = available_bps if layer <= current else available_bps * headroom
+        if cumulative_bps[layer] <= limit:
+            return layer
+    return 0
 
 
 class VideoGate:

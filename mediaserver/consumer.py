@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .packet_cache import PacketCache
 from .rtp_header import build_packet
+from .vp8 import TemporalLayerFilter, rewrite_descriptor_head
 
 if TYPE_CHECKING:
     from .producer import Producer
@@ -34,6 +35,8 @@ class Consumer:
         "last_out_at",
         "last_out_seq",
         "last_out_ts",
+        "layer_switches",
+        "layers",
         "nacks",
         "octets",
         "octets_mark",
@@ -90,6 +93,11 @@ class Consumer:
         self.rtt_s = 0.0
         self.bitrate_bps = 0.0  # measured once a second, off the hot path
         self.octets_mark = 0
+        # Temporal-layer thinning for a constrained receiver of a VP8 L1T3 publisher. None
+        # (the usual case) costs one check per packet; once engaged it stays for the life of
+        # the binding, because its drops shifted the outgoing sequence numbers.
+        self.layers: TemporalLayerFilter | None = None
+        self.layer_switches = 0
 
     def bind(self, producer: Producer | None, now: float) -> None:
         """Follow a (new) producer; the next forwarded packet re-bases seq and timestamp."""
@@ -98,6 +106,8 @@ class Consumer:
         self.producer = producer
         self.waiting_keyframe = True
         self.last_in_seq = -1
+        if self.layers is not None:  # a new sequence space: thin it from scratch
+            self.layers = TemporalLayerFilter(self.layers.max_tid)
         if producer is not None:
             producer.consumers.append(self)
             producer.want_keyframe(now)
@@ -107,6 +117,20 @@ class Consumer:
         """Hot path: rewrite the header for this receiver and send; no await, no logging."""
         if self.paused:
             return
+        payload = None
+        layers = self.layers
+        if layers is not None:
+            fields = self.producer.descriptor  # type: ignore[union-attr]
+            if fields is not None:
+                if not layers.accept(seq_ext, fields[6], fields[1] == 1 and fields[2] == 0,
+                                     fields[7], fields[9]):
+                    return
+                # Gapless numbers and picture ids, so the receiver neither NACKs dropped
+                # packets nor waits for dropped frames.
+                seq_ext = layers.out_seq_ext(seq_ext)
+                head, size = rewrite_descriptor_head(
+                    memoryview(data)[offset:], layers.out_picture_id(fields[3], fields[4]), None)
+                payload = head + data[offset + size:]
         if self.last_in_seq < 0:
             if not keyframe:
                 return  # a decoder can only start at a keyframe
@@ -122,7 +146,7 @@ class Consumer:
         out_seq = (seq_ext + self.seq_offset) & MASK16
         out_ts = (timestamp + self.ts_offset) & MASK32
         packet = build_packet(self.payload_type, marker, out_seq, out_ts, self.ssrc,
-                              memoryview(data)[offset:])
+                              memoryview(data)[offset:] if payload is None else payload)
         if seq_ext > self.last_in_seq:
             self.last_in_seq = seq_ext
             self.last_out_seq = out_seq
@@ -152,6 +176,22 @@ class Consumer:
             sent += 1
         self.retransmissions += sent
         return sent
+
+    def set_max_layer(self, max_tid: int) -> None:
+        """Forward temporal layers up to ``max_tid`` (2: all of L1T3) from now on."""
+        layers = self.layers
+        if layers is None:
+            if max_tid >= 2:
+                return
+            layers = self.layers = TemporalLayerFilter(2)
+        if layers.max_tid != max_tid:
+            layers.max_tid = max_tid
+            self.layer_switches += 1
+
+    @property
+    def forwarded_layer(self) -> int | None:
+        """Highest temporal layer actually forwarded now (None: no layer thinning)."""
+        return None if self.layers is None else self.layers.current_tid
 
     def out_timestamp_for(self, in_timestamp: int) -> int:
         return (in_timestamp + self.ts_offset) & MASK32

@@ -31,6 +31,7 @@ class Totals:
     rembs_sent: int = 0
     received_packets: int = 0
     bad_packets: int = 0
+    layer_switches: int = 0
 
     def add(self, other: Totals) -> None:
         for f in fields(self):
@@ -46,6 +47,7 @@ def participant_totals(p: Participant) -> Totals:
         t.retransmitted_packets += c.retransmissions
         t.nacks_received += c.nacks
         t.plis_received += c.plis
+        t.layer_switches += c.layer_switches
     for producer in p.producers.values():
         t.keyframe_requests_sent += producer.keyframe_requests
         t.received_packets += producer.packets
@@ -63,6 +65,7 @@ HELP = {
     "rembs_sent": "REMB bitrate caps sent to publishers.",
     "received_packets": "RTP packets received from publishers.",
     "bad_packets": "Undecryptable or malformed packets dropped.",
+    "layer_switches": "Changes of the highest temporal layer forwarded to a receiver.",
 }
 
 

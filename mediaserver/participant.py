@@ -332,6 +332,9 @@ class Participant:
                     and c.parameters.get("apt") == codec.payloadType), None)
         consumer = Consumer(source_id, kind, slot.ssrc, codec.payloadType, codec.clockRate,
                             self.peer.send_rtp, slot.rtx_ssrc, rtx)
+        # A stream added while this receiver is on audio only (say, a colleague joins) is
+        # paused too; resuming unpauses every video consumer at once.
+        consumer.paused = kind == "video" and self.video_gate.paused
         self.consumers[(source_id, kind)] = consumer
         self.consumer_by_ssrc[slot.ssrc] = consumer
         self.slot_of[(source_id, kind)] = slot
@@ -346,6 +349,7 @@ class Participant:
             "video_paused": self.video_gate.paused,
             "bad_packets": self.bad_packets + self.peer.bad_packets,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
+                            "temporal_layers": p.layered,
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests}
                            for p in self.producers.values()],
             "receiving": [{"from": c.source_id, "kind": c.kind, "ssrc": c.ssrc,
@@ -353,6 +357,8 @@ class Participant:
                            "bitrate_bps": round(c.bitrate_bps),
                            "paused": c.paused,
                            "packets": c.packets, "retransmissions": c.retransmissions,
+                           "forwarded_layer": c.forwarded_layer,
+                           "layer_switches": c.layer_switches,
                            "fraction_lost": c.rr_fraction_lost / 256, "rtt_ms":
                            round(c.rtt_s * 1000, 1), "waiting_keyframe": c.waiting_keyframe}
                           for c in self.consumers.values()],

@@ -21,11 +21,6 @@ if TYPE_CHECKING:
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
 
 
-def _vp8_keyframe(data: bytes, offset: int) -> bool:
-    fields = vp8.descriptor_fields(memoryview(data)[offset:])
-    return fields is not None and fields[-1]
-
-
 def _h264_keyframe(data: bytes, offset: int) -> bool:
     return h264.is_keyframe(memoryview(data)[offset:])
 
@@ -34,19 +29,23 @@ def _always(data: bytes, offset: int) -> bool:
     return True
 
 
-KEYFRAME_DETECTORS: dict[str, Callable[[bytes, int], bool]] = {
-    "video/vp8": _vp8_keyframe, "video/h264": _h264_keyframe}
+# VP8 is not here: its descriptor is parsed in `receive`, which also needs the layer fields.
+KEYFRAME_DETECTORS: dict[str, Callable[[bytes, int], bool]] = {"video/h264": _h264_keyframe}
 
 
 class Producer:
     __slots__ = (
         "clock_rate",
         "consumers",
+        "descriptor",
         "is_keyframe",
         "keyframe_requested_at",
         "keyframe_requests",
         "kind",
         "last_packet_at",
+        "layer_bps",
+        "layer_octets",
+        "layered",
         "loss",
         "mime_type",
         "octets",
@@ -60,7 +59,9 @@ class Producer:
         "sr_rtp",
         "ssrc",
         "stats",
+        "tap",
         "unwrap",
+        "vp8",
     )
 
     def __init__(self, participant_id: str, kind: str, ssrc: int, mime_type: str,
@@ -74,6 +75,16 @@ class Producer:
         self.rtx_payload_type = rtx_payload_type
         self.clock_rate = clock_rate
         self.is_keyframe = KEYFRAME_DETECTORS.get(self.mime_type, _always)
+        self.vp8 = self.mime_type == "video/vp8"
+        # The VP8 descriptor of the packet being fanned out, read by consumers that thin
+        # temporal layers (a tuple the parser makes anyway, so no extra object per packet).
+        self.descriptor: vp8.DescriptorFields | None = None
+        # Temporal layers (VP8 L1T3): set once a packet carries a TID. Octets per TID feed
+        # layer_bps (measured once a second by the router), from which it picks each
+        # constrained receiver's highest layer.
+        self.layered = False
+        self.layer_octets = [0, 0, 0, 0]
+        self.layer_bps = [0.0, 0.0, 0.0, 0.0]
         self.consumers: list[Consumer] = []
         self.unwrap = SeqUnwrapper()
         self.stats = ReceiveStats(clock_rate)
@@ -87,6 +98,9 @@ class Producer:
         self.packets = 0
         self.octets = 0
         self.last_packet_at = 0.0
+        # Set only while this stream feeds the try-on pipeline (mediaserver/tryon/stream.py):
+        # every other stream pays one None check per packet for it.
+        self.tap: Callable[[bytes, int, int, int, int, bool, float], None] | None = None
 
     def receive(self, data: bytes, marker: int, seq: int, timestamp: int, offset: int,
                 now: float) -> None:
@@ -99,12 +113,36 @@ class Producer:
         seq_ext = self.unwrap.unwrap(seq)
         self.stats.on_packet(seq_ext, timestamp, now)
         self.loss.on_packet(seq_ext, now)
+        size = len(data) - offset
         self.packets += 1
-        self.octets += len(data) - offset
+        self.octets += size
         self.last_packet_at = now
-        keyframe = self.is_keyframe(data, offset)
+        if self.vp8:
+            fields = self.descriptor = vp8.descriptor_fields(memoryview(data)[offset:])
+            if fields is None:
+                keyframe = False
+            else:
+                keyframe = fields[9]
+                tid = fields[6]
+                if tid >= 0:
+                    self.layer_octets[tid] += size
+                    self.layered = True
+        else:
+            keyframe = self.is_keyframe(data, offset)
         for consumer in self.consumers:
             consumer.forward(data, marker, seq_ext, timestamp, offset, keyframe, now)
+        tap = self.tap
+        if tap is not None:
+            tap(data, marker, seq_ext, timestamp, offset, keyframe, now)
+
+    def layer_rates(self) -> list[float]:
+        """Bitrate of each temporal layer together with the layers below it (index = TID)."""
+        total = 0.0
+        rates = []
+        for bps in self.layer_bps[:3]:
+            total += bps
+            rates.append(total)
+        return rates
 
     def want_keyframe(self, now: float) -> bool:
         """Ask the publisher for a keyframe, at most once per 500 ms whoever asks."""

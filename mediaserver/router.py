@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
@@ -22,9 +22,18 @@ from signaling.media import MediaSessionSpec
 
 from . import h264
 from .aiortc_adapter import PeerAdapter, server_h264_fmtps
-from .bandwidth import StoreBudget, publisher_cap
+from .bandwidth import (
+    StoreBudget,
+    layered_publisher_cap,
+    pick_temporal_layer,
+    publisher_cap,
+)
 from .participant import NegotiationError, Participant
 from .producer import Producer
+
+if TYPE_CHECKING:
+    from .tryon.service import TryOnService
+    from .tryon.wiring import SessionTryOn
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +77,8 @@ class Router:
     def __init__(self, spec: MediaSessionSpec, notify: Callable[[str, dict[str, Any]], None],
                  ice_servers: list[dict[str, Any]], *, video_floor_bps: float = 100_000,
                  store_share: Callable[[str | None], StoreBudget] | None = None,
-                 retire: Callable[[Participant], None] = lambda _p: None) -> None:
+                 retire: Callable[[Participant], None] = lambda _p: None,
+                 tryon: TryOnService | None = None) -> None:
         self.retire = retire  # folds a departing participant's counters into the totals
         self.spec = spec
         self.video_floor_bps = video_floor_bps
@@ -85,6 +95,12 @@ class Router:
         self.fallbacks = 0
         self._adapted_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Virtual try-on, when this session's store offers it (None: pure forwarding).
+        self.tryon: SessionTryOn | None = None
+        if tryon is not None and spec.kind.value == "video" and tryon.available_for(
+                spec.store_id):
+            from .tryon.wiring import SessionTryOn
+            self.tryon = SessionTryOn(tryon, self.reconcile)
 
     def notify(self, participant_id: str, message: dict[str, Any]) -> None:
         self._notify(participant_id, {**message, "session_id": self.spec.session_id,
@@ -159,6 +175,9 @@ class Router:
     def reconcile(self) -> None:
         now = time.monotonic()
         live = [p for p in self.participants.values() if not p.closed]
+        tryon = self.tryon
+        if tryon is not None:
+            tryon.follow_sources(self.participants, now)
         for receiver in live:
             # Only wire a receiver between negotiations: its transceivers are half-made while
             # an offer is being answered. Its own connect or answer calls reconcile again.
@@ -169,6 +188,8 @@ class Router:
                 if source is receiver:
                     continue
                 for producer in list(source.producers.values()):
+                    if tryon is not None:  # its try-on stream instead, while one is live
+                        producer = tryon.forwarded(producer)
                     key = (source.id, producer.kind)
                     consumer = receiver.consumers.get(key)
                     if consumer is None:
@@ -185,6 +206,8 @@ class Router:
                             continue
                     if consumer.producer is not producer:
                         consumer.bind(producer, now)
+            if tryon is not None and tryon.wants_mirror(receiver.id):
+                renegotiate |= tryon.wire_mirror(receiver, now)
             if renegotiate:
                 self._spawn(receiver.renegotiate())
 
@@ -213,6 +236,8 @@ class Router:
         await participant.close()
 
     async def leave(self, participant_id: str) -> None:
+        if self.tryon is not None:
+            self.tryon.leave(participant_id)
         participant = self.participants.pop(participant_id, None)
         if participant is not None:
             await self._drop(participant)
@@ -220,9 +245,12 @@ class Router:
     def forward_sender_report(self, producer: Producer) -> None:
         """Rewrite the publisher's NTP/RTP pair into each consumer's timestamp space, so the
         browser keeps this publisher's audio and video in sync."""
+        # A try-on stream carries its camera's timestamps, so the same report maps onto it.
+        derived = self.tryon.forwarded(producer) if self.tryon is not None else producer
         for receiver in self.participants.values():
             for consumer in receiver.consumers.values():
-                if consumer.producer is producer and consumer.last_in_seq >= 0:
+                if (consumer.producer is producer or consumer.producer is derived) \
+                        and consumer.last_in_seq >= 0:
                     report = RtcpSrPacket(ssrc=consumer.ssrc, sender_info=RtcpSenderInfo(
                         ntp_timestamp=producer.sr_ntp,
                         rtp_timestamp=consumer.out_timestamp_for(producer.sr_rtp),
@@ -246,8 +274,16 @@ class Router:
                 if elapsed is not None:
                     consumer.bitrate_bps = (consumer.octets - consumer.octets_mark) * 8 / elapsed
                 consumer.octets_mark = consumer.octets
+            for producer in participant.producers.values():
+                if producer.layered:
+                    octets = producer.layer_octets
+                    if elapsed is not None:
+                        producer.layer_bps[:] = [o * 8 / elapsed for o in octets]
+                    octets[:] = [0, 0, 0, 0]
         for receiver in live:
-            receiver.estimate.on_loss(receiver.worst_video_loss())
+            loss = receiver.worst_video_loss()
+            sent = sum(c.bitrate_bps for c in receiver.consumers.values())
+            receiver.estimate.on_loss(loss, delivered_bps=sent * (1.0 - loss))
             available = receiver.estimate.bps
             if receiver.id.startswith("staff:") and share.downlink_bps is not None:
                 available = min(available, share.downlink_bps)
@@ -263,12 +299,39 @@ class Router:
                          and not r.video_gate.paused
                          and any(c.producer in video for c in r.consumers.values())]
             uplink = share.uplink_bps if publisher.id.startswith("staff:") else None
-            cap = publisher_cap(receivers, audio_bps=AUDIO_BPS, share_bps=uplink)
+            layered = next((p for p in video if p.layered), None)
+            if layered is not None:
+                rates = layered.layer_rates()
+                cap = layered_publisher_cap(
+                    receivers, audio_bps=AUDIO_BPS, share_bps=uplink,
+                    base_layer_share=rates[0] / rates[-1] if rates[-1] > 0 else 0.0)
+                self._pick_layers(live, layered, rates, now)
+            else:
+                cap = publisher_cap(receivers, audio_bps=AUDIO_BPS, share_bps=uplink)
             if cap is None:
                 continue
             publisher.send_remb(cap, [p.ssrc for p in video])
             for producer in video:
                 self.caps[producer.ssrc] = cap
+        if self.tryon is not None:  # try-on encoders follow their receivers' estimates
+            self.tryon.adapt(live, AUDIO_BPS)
+
+    @staticmethod
+    def _pick_layers(live: list[Participant], producer: Producer, rates: list[float],
+                     now: float) -> None:
+        """Each receiver of a layered stream gets the temporal layers its estimate takes."""
+        for receiver in live:
+            for consumer in receiver.consumers.values():
+                if consumer.producer is not producer:
+                    continue
+                layers = consumer.layers
+                if layers is not None and layers.current_tid < layers.max_tid:
+                    # An up-switch still waits for a switch point since the last second:
+                    # a keyframe is one (want_keyframe throttles it per publisher).
+                    producer.want_keyframe(now)
+                current = 2 if layers is None else layers.max_tid
+                consumer.set_max_layer(pick_temporal_layer(
+                    rates, receiver.available_bps - AUDIO_BPS, current))
 
     def _pause_video(self, receiver: Participant, *, paused: bool) -> None:
         now = time.monotonic()
@@ -311,6 +374,8 @@ class Router:
             log.warning("media session %s: %r", self.spec.session_id, task.exception())
 
     async def close(self) -> None:
+        if self.tryon is not None:
+            self.tryon.close()
         for participant in list(self.participants.values()):
             await self._drop(participant)
         self.participants.clear()
@@ -323,4 +388,5 @@ class Router:
         return {"session_id": self.spec.session_id, "call_id": self.spec.call_id,
                 "conversation_id": self.spec.conversation_id, "kind": self.spec.kind.value,
                 "store_id": self.spec.store_id, "video_codec": self.video_mime,
-                "participants": [p.describe() for p in self.participants.values()]}
+                "participants": [p.describe() for p in self.participants.values()],
+                "tryon": self.tryon.describe() if self.tryon is not None else []}

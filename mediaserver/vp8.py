@@ -418,12 +418,21 @@ class TemporalLayerFilter:
 
     def out_seq(self, seq_ext: int) -> int:
         """16-bit output sequence number of an accepted packet, without drop gaps."""
+        return self.out_seq_ext(seq_ext) & 0xFFFF
+
+    def out_seq_ext(self, seq_ext: int) -> int:
+        """Extended (never wrapping) form of :meth:`out_seq`.
+
+        A consumer that starts thinning layers mid-stream continues its own extended
+        numbering with this: it equals ``seq_ext`` until the first drop, so engaging a
+        filter on a running stream causes no jump.
+        """
         dropped = self._dropped
         if dropped and seq_ext <= dropped[-1]:
             below = bisect_left(dropped, seq_ext)
         else:
             below = len(dropped)
-        return (seq_ext - self._seq_base - below) & 0xFFFF
+        return seq_ext - self._seq_base - below
 
     def out_picture_id(self, picture_id: int, bits: int, seq_ext: int | None = None) -> int:
         """Output picture id (same width) of an accepted packet, without drop gaps.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import http_api, reports_api
+from . import garments_api, http_api, reports_api
 from .auth import TokenIssuer, resolve_secret
 from .config import Settings
 from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
@@ -37,7 +37,8 @@ def create_app(
     app = web.Application(middlewares=[http_api.json_errors], client_max_size=64 * 1024)
     storage = SQLiteStorage(settings.database.path, synchronous=settings.database.synchronous)
     metrics = SignalingMetrics()
-    media = media or media_backend(settings, lambda: switchboard_ref[0])
+    garments = garments_api.GarmentStore(settings.tryon)
+    media = media or media_backend(settings, lambda: switchboard_ref[0], garments)
     switchboard_ref: list[Switchboard] = []
     questions = (QuestionSet.from_config([q.model_dump() for q in settings.qualification])
                  if settings.qualification else None)
@@ -57,6 +58,7 @@ def create_app(
     app[STORAGE] = storage
     app[METRICS] = metrics
     app[MEDIA] = media
+    app[garments_api.GARMENTS] = garments
     collector = getattr(media, "collector", None)
     if collector is not None:  # the SFU's own metrics join the server's /metrics
         metrics.registry.register(collector)
@@ -73,6 +75,7 @@ def create_app(
     app.router.add_get("/ws", endpoint.handle)
     app.router.add_routes(http_api.routes)
     app.router.add_routes(reports_api.routes)
+    app.router.add_routes(garments_api.routes)
     app.router.add_get("/api/openapi.json", openapi_handler)
     app.router.add_get("/metrics", http_api.metrics)
     app.router.add_get("/healthz", http_api.healthz)
@@ -82,8 +85,8 @@ def create_app(
     return app
 
 
-def media_backend(settings: Settings,
-                  switchboard: Callable[[], Switchboard]) -> MediaBackend:
+def media_backend(settings: Settings, switchboard: Callable[[], Switchboard],
+                  garments: garments_api.GarmentStore | None = None) -> MediaBackend:
     ice_servers = [s.model_dump(exclude_none=True) for s in settings.media.ice_servers]
     if settings.media.backend == "none":
         return NoMediaBackend(ice_servers)
@@ -98,7 +101,13 @@ def media_backend(settings: Settings,
         return StoreBudget(store.uplink_kbps * 1000 if store.uplink_kbps else None,
                            store.downlink_kbps * 1000 if store.downlink_kbps else None)
 
-    return SfuBackend(ice_servers=ice_servers,
+    tryon = None
+    if settings.tryon.enabled and garments is not None:
+        from mediaserver.tryon.service import TryOnService
+
+        tryon = TryOnService(garments.catalogue, stores=settings.tryon.stores,
+                             bitrate=settings.tryon.bitrate_kbps * 1000)
+    return SfuBackend(tryon=tryon, ice_servers=ice_servers,
                       host_addresses=settings.media.announced_addresses,
                       video_floor_kbps=settings.media.video_floor_kbps,
                       store_budget=store_budget)
@@ -130,5 +139,6 @@ def _add_web_client(app: web.Application, root: Path) -> None:
 
     app.router.add_get("/", page("shop.html"))
     app.router.add_get("/staff", page("staff.html"))
+    app.router.add_get("/dashboard", page("dashboard.html"))
     if root.is_dir():
         app.router.add_static("/static/", root, follow_symlinks=False)

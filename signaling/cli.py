@@ -93,6 +93,17 @@ def _parser() -> argparse.ArgumentParser:
                                   help="create or upgrade the database schema")
     migrate.set_defaults(command=_migrate)
 
+    report = commands.add_parser("report", parents=[config],
+                                 help="write the weekly report (Markdown or HTML with charts)")
+    report.add_argument("--week", nargs="?", const="", default="", metavar="YYYY-Www",
+                        help="ISO week, e.g. 2026-W07 (default: the last complete week)")
+    report.add_argument("--store", help="one store (default: every store)")
+    report.add_argument("--format", choices=("md", "html"), default="md")
+    report.add_argument("--tz", default="UTC", help="IANA time zone of the week (default UTC)")
+    report.add_argument("--out", type=Path, metavar="FILE",
+                        help="file to write (default: standard output)")
+    report.set_defaults(command=_report)
+
     # Listed for --help only: main() forwards `bench ...` before argparse sees it.
     commands.add_parser("bench", help="load-test a running server (forwards its arguments)")
     return parser
@@ -137,6 +148,48 @@ def _migrate(args: argparse.Namespace) -> int:
     path = settings.database.path
     schema_version = asyncio.run(migrate(path))
     print(f"database at {path} is at schema version {schema_version}")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    import sqlite3
+    import time
+    import zoneinfo
+
+    from .reporting import SQLiteReports
+    from .weekly_report import parse_week, previous_week, render, week_bounds
+
+    settings = _settings(args)
+    try:
+        tz = zoneinfo.ZoneInfo(args.tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"unknown time zone {args.tz!r} (IANA names such as Europe/Paris)"
+                         ) from None
+    now = time.time()
+    try:
+        year, week = parse_week(args.week) if args.week else previous_week(now, tz)
+    except ValueError as exc:
+        raise UsageError(f"--week: {exc}") from None
+    path = settings.database.path
+    if not Path(path).is_file():
+        raise StorageError(f"no database at {path} (give --db, or run the server once)")
+    reports = SQLiteReports(path)
+    start, end = week_bounds(year, week, tz)
+    try:
+        stores = asyncio.run(reports.stores())
+        if args.store is not None and args.store not in stores:
+            raise UsageError(f"unknown store {args.store!r}; known: {', '.join(stores)}")
+        data = asyncio.run(reports.weekly(
+            week=f"{year}-W{week:02d}", start=start, end=end, now=now, store=args.store,
+            tz_name=args.tz, tz=tz, default_aht_s=settings.routing.default_handle_time_s))
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from None
+    text = render(data, args.format)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        _error(f"wrote {args.out} ({data.title()})")
     return EXIT_OK
 
 

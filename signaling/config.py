@@ -162,6 +162,23 @@ class MediaConfig(_Section):
         return v
 
 
+class TryOnConfig(_Section):
+    # Virtual try-on (mediaserver/tryon): a shopper's camera decoded, a garment drawn on it
+    # and re-encoded by the SFU. Off by default: it is the one feature that costs server
+    # CPU per call (about 8 ms per frame, see README), and shoppers in stores offering it get
+    # one more video m-section (their mirror) negotiated when they join a video call.
+    enabled: bool = False
+    # Stores that offer it; empty: every store.
+    stores: list[str] = []
+    # A shop's own garments, <name>.png + <name>.json (mediaserver/tryon/catalogue.py);
+    # operator uploads are written here too. None: the samples only, uploads kept in memory.
+    garments_dir: Path | None = None
+    # Include the project's sample garments (drawn at start, ids "sample-...").
+    samples: bool = True
+    # Target bitrate of a try-on stream (aiortc's encoders clamp it to 250-1500 kbps).
+    bitrate_kbps: int = Field(1000, ge=250, le=1500)
+
+
 _Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -244,6 +261,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     routing: RoutingConfig = RoutingConfig()
     media: MediaConfig = MediaConfig()
+    tryon: TryOnConfig = TryOnConfig()
     stores: list[StoreConfig] = []
     staff: list[StaffConfig] = []
     qualification: list[QualificationQuestion] = []

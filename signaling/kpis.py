@@ -16,6 +16,13 @@ Definitions (also served with each report, see DEFINITIONS):
   chat escalated to video is a video conversation; a video request nobody took stays video.
 - Handling segment: a stretch during which one staff member held an accepted conversation,
   from its `accepted` event to the next `transferred`, `staff_lost` or `closed` event.
+- Call quality: what the media server measured over each call (mediaserver/call_quality.py).
+  A call "had trouble" when it froze at least once, fell back to audio only at least once, or
+  lost more than HIGH_LOSS_FRACTION of its video packets (worst stream, either direction).
+  Calls without a measurement (no media server, or recorded before it existed) are left out
+  of the quality figures rather than counted as fine.
+- Days: calendar days in the report's time zone; a conversation belongs to the day it was
+  opened on.
 - Percentiles use the nearest-rank method: the p-th percentile of N sorted values is the
   value at 1-based rank ceil(p/100 * N). It is always an observed value (no interpolation),
   so it can be traced to one conversation; sample ids are listed in ascending value order.
@@ -25,9 +32,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
+from datetime import time as dt_time
 from typing import Any
 
 from .erlang import required_servers, service_level, traffic_erlangs
@@ -35,19 +43,24 @@ from .erlang import required_servers, service_level, traffic_erlangs
 __all__ = [
     "CHANNELS",
     "DEFINITIONS",
+    "HIGH_LOSS_FRACTION",
+    "QUALITY_FIGURES",
     "CallRecord",
     "ConversationRecord",
+    "Day",
     "EventRecord",
     "Figure",
     "Filters",
     "HourPlan",
     "PresenceChange",
+    "QualityRecord",
     "Segment",
     "StaffInfo",
     "StaffReport",
     "StorePlan",
     "attributed_store",
     "conversation_kpis",
+    "daily_series",
     "handling_segments",
     "hour_of_week",
     "online_intervals",
@@ -61,6 +74,10 @@ CHANNELS = ("chat", "audio", "video")  # in order of richness
 _RANK = {c: i for i, c in enumerate(CHANNELS)}
 ONLINE = "online"
 WEEK_HOURS = 7 * 24
+# A call lost "a lot" above this share of its video packets: at 5% a browser's loss-based
+# controller is already cutting the bitrate (it holds between 2% and 10%) and retransmissions
+# no longer hide every gap, so pictures visibly break up.
+HIGH_LOSS_FRACTION = 0.05
 
 DEFINITIONS: dict[str, str] = {
     "conversations": "conversations opened in the period (matching the filters)",
@@ -102,7 +119,27 @@ DEFINITIONS: dict[str, str] = {
     "handled": "conversations opened in the period in which this staff member accepted it",
     "average_handling_time_s": "mean over handled conversations of the time this staff "
                                "member held each (their handling segments), closed ones only",
+    "calls_measured": "calls with a media quality measurement (ran through the media server;"
+                      " ids: one per call)",
+    "calls_with_freezes": "measured calls in which some receiver's video froze (> 0.5 s gap "
+                          "while not paused and the publisher was sending)",
+    "calls_with_fallbacks": "measured calls in which a receiver was switched to audio only",
+    "calls_with_high_loss": f"measured calls that lost more than {HIGH_LOSS_FRACTION:.0%} of "
+                            "their video packets (worst stream, either direction)",
+    "calls_with_trouble": "measured calls with a freeze, an audio-only fallback or high loss",
+    "freeze_share": "calls_with_freezes / calls_measured",
+    "fallback_share": "calls_with_fallbacks / calls_measured",
+    "high_loss_share": "calls_with_high_loss / calls_measured",
+    "trouble_share": "calls_with_trouble / calls_measured",
+    "conversion_with_trouble": "orders / conversations that had a measured call with trouble "
+                               "(ids: those conversations)",
+    "conversion_without_trouble": "orders / conversations whose measured calls all went "
+                                  "without trouble (ids: those conversations)",
 }
+QUALITY_FIGURES = ("calls_measured", "calls_with_freezes", "calls_with_fallbacks",
+                   "calls_with_high_loss", "calls_with_trouble", "freeze_share",
+                   "fallback_share", "high_loss_share", "trouble_share",
+                   "conversion_with_trouble", "conversion_without_trouble")
 
 
 # Input records ---------------------------------------------------------------------------
@@ -129,11 +166,37 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class QualityRecord:
+    """The part of a call's media quality measurement the figures need."""
+
+    video_freezes: int = 0
+    audio_only_fallbacks: int = 0
+    loss_fraction: float | None = None  # None: no video to lose
+
+    @property
+    def froze(self) -> bool:
+        return self.video_freezes > 0
+
+    @property
+    def fell_back(self) -> bool:
+        return self.audio_only_fallbacks > 0
+
+    @property
+    def high_loss(self) -> bool:
+        return self.loss_fraction is not None and self.loss_fraction > HIGH_LOSS_FRACTION
+
+    @property
+    def troubled(self) -> bool:
+        return self.froze or self.fell_back or self.high_loss
+
+
+@dataclass(frozen=True, slots=True)
 class CallRecord:
     call_id: str
     kind: str  # "audio" | "video"
     started_at: float | None  # None: proposed, never accepted
     ended_at: float | None
+    quality: QualityRecord | None = None  # None: not measured
 
     @property
     def duration_s(self) -> float | None:
@@ -411,6 +474,86 @@ def conversation_kpis(records: Iterable[ConversationRecord], filters: Filters = 
     out += _money_figures(orders, n)
     out += _cost_figures(every, filters, staff, presence, cost_per_hour or {}, start, end)
     out += _rating_figures([r for r in rows if r.satisfaction is not None])
+    out += quality_figures(rows)
+    return out
+
+
+def quality_figures(rows: Sequence[ConversationRecord]) -> list[Figure]:
+    """Call quality joined to results: trouble shares over measured calls, and conversion
+    of conversations whose calls had trouble against those whose calls went well.
+
+    Call-level figures list one conversation id per call (like call durations). Conversion
+    compares conversations, since an order belongs to the conversation, not to one call.
+    """
+    measured = [(c.quality, r.id) for r in rows for c in r.calls if c.quality is not None]
+    n = len(measured)
+    out = [Figure("calls_measured", n, "count", tuple(sorted(cid for _, cid in measured)))]
+    tests: tuple[tuple[str, str, Callable[[QualityRecord], bool]], ...] = (
+        ("calls_with_freezes", "freeze_share", lambda q: q.froze),
+        ("calls_with_fallbacks", "fallback_share", lambda q: q.fell_back),
+        ("calls_with_high_loss", "high_loss_share", lambda q: q.high_loss),
+        ("calls_with_trouble", "trouble_share", lambda q: q.troubled))
+    for name, share, test in tests:
+        ids = tuple(sorted(cid for q, cid in measured if test(q)))
+        out += [Figure(name, len(ids), "count", ids),
+                Figure(share, _ratio(len(ids), n), "share", ids)]
+    with_trouble, without = [], []
+    for r in rows:
+        qualities = [c.quality for c in r.calls if c.quality is not None]
+        if qualities:
+            (with_trouble if any(q.troubled for q in qualities) else without).append(r)
+    for name, group in (("conversion_with_trouble", with_trouble),
+                        ("conversion_without_trouble", without)):
+        orders = sum(1 for r in group if r.order_placed)
+        out.append(Figure(name, _ratio(orders, len(group)), "share", _ids(group)))
+    return out
+
+
+# Daily series ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Day:
+    date: str  # YYYY-MM-DD in the report's time zone
+    start: float
+    end: float
+    figures: tuple[Figure, ...]
+
+
+def _local_midnight(day: date, tz: tzinfo) -> float:
+    return datetime.combine(day, dt_time(0), tz).timestamp()
+
+
+def daily_series(records: Iterable[ConversationRecord], filters: Filters = Filters(), *,
+                 start: float, end: float, tz: tzinfo) -> list[Day]:
+    """Per calendar day (in `tz`) touching [start, end): the figures a trend chart needs.
+
+    Days are clipped to [start, end), so the first and last may be partial; each carries its
+    own bounds. A day with no conversation still appears (a chart must show the zero).
+    """
+    if end <= start:
+        return []
+    rows = [r for r in records if filters.admits(r) and start <= r.opened_at < end]
+    first = datetime.fromtimestamp(start, tz).date()
+    last = datetime.fromtimestamp(end - 1e-6, tz).date()
+    by_day: dict[date, list[ConversationRecord]] = defaultdict(list)
+    for r in rows:
+        by_day[datetime.fromtimestamp(r.opened_at, tz).date()].append(r)
+    out: list[Day] = []
+    day = first
+    while day <= last:
+        nxt = day + timedelta(days=1)
+        todays = by_day.get(day, [])
+        n = len(todays)
+        missed = [r for r in todays if r.missed]
+        orders = [r for r in todays if r.order_placed]
+        figures = [Figure("conversations", n, "count", _ids(todays)),
+                   Figure("missed", len(missed), "count", _ids(missed)),
+                   Figure("orders", len(orders), "count", _ids(orders)),
+                   Figure("conversion_rate", _ratio(len(orders), n), "share", _ids(orders)),
+                   *[f for f in _money_figures(orders, n) if f.name == "revenue"],
+                   *_rating_figures([r for r in todays if r.satisfaction is not None])]
+        out.append(Day(day.isoformat(), max(start, _local_midnight(day, tz)),
+                       min(end, _local_midnight(nxt, tz)), tuple(figures)))
+        day = nxt
     return out
 
 

@@ -29,6 +29,15 @@ class MediaNegotiationError(Exception):
     """The participant's SDP was refused (broken SDP, no common codec)."""
 
 
+class TryOnUnavailable(Exception):
+    """Virtual try-on cannot run here: no media server, try-on not offered by this
+    store, or a call without video the server can decode."""
+
+
+class UnknownGarment(Exception):
+    """The garment id is not in the catalogue; the message lists what is."""
+
+
 @dataclass(frozen=True, slots=True)
 class MediaSessionSpec:
     session_id: str
@@ -37,6 +46,31 @@ class MediaSessionSpec:
     kind: CallKind
     store_id: str | None  # the per-store bandwidth budget applies to this session
     participants: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuality:
+    """What the media server measured over one call, stored with the call when it ends.
+
+    The business reports join it to outcomes (did calls that froze sell less?), so it is a
+    handful of per-call totals rather than a time series. Definitions (SFU side, see
+    mediaserver/call_quality.py): a freeze is a gap of more than 0.5 s in the video forwarded
+    to a receiver while that receiver's video was not paused and its publisher was sending;
+    loss fractions are of video packets (publisher to server: lost after retransmissions;
+    server to receiver: as the receivers' RTCP reports say), the worst stream of the call.
+    """
+
+    measured_s: float  # how long the media session was watched
+    video_freezes: int = 0
+    freeze_s: float = 0.0
+    audio_only_fallbacks: int = 0  # times a receiver was switched to audio only
+    audio_only_s: float = 0.0  # receiver-seconds spent audio only
+    loss_fraction: float | None = None  # worst of the two directions; None: no video
+    uplink_loss_fraction: float | None = None
+    downlink_loss_fraction: float | None = None
+    max_rtt_ms: float | None = None
+    video_packets_forwarded: int = 0
+    audio_packets_forwarded: int = 0
 
 
 class MediaBackend(Protocol):
@@ -66,6 +100,17 @@ class MediaBackend(Protocol):
 
     def describe(self) -> list[dict[str, Any]]:
         """Live sessions for the operator endpoint."""
+
+    def call_quality(self, session_id: str) -> CallQuality | None:
+        """The session's quality totals so far; read just before close_session. None when
+        the backend measures nothing, no participant's media ever connected, or the session
+        is unknown."""
+
+    async def set_tryon(self, session_id: str, participant_id: str,
+                        garment_id: str | None) -> dict[str, Any]:
+        """Turn virtual try-on on (a garment id; again to switch) or off (None) for a
+        participant's video; returns {"enabled", "garment"}. Raises MediaUnavailable,
+        TryOnUnavailable or UnknownGarment."""
 
 
 class NoMediaBackend:
@@ -112,8 +157,16 @@ class NoMediaBackend:
     async def remove_participant(self, session_id: str, participant_id: str) -> None:
         return None
 
+    async def set_tryon(self, session_id: str, participant_id: str,
+                        garment_id: str | None) -> dict[str, Any]:
+        raise TryOnUnavailable("virtual try-on needs the media server, and this deployment "
+                               "has none configured")
+
     async def close_session(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    def call_quality(self, session_id: str) -> CallQuality | None:
+        return None  # no media flowed, so there is nothing to report
 
     def describe(self) -> list[dict[str, Any]]:
         return [

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .garments_api import GarmentBody
 from .http_api import AsyncAnswerBody, OutcomeBody, StaffBody, StoreBody
 from .protocol import ErrorCode
 
@@ -68,7 +69,7 @@ def build_openapi() -> dict[str, Any]:
                 "message": {"type": "string"}, "details": {}}}}},
     }
     bodies = {}
-    for model in (OutcomeBody, AsyncAnswerBody, StoreBody, StaffBody):
+    for model in (OutcomeBody, AsyncAnswerBody, StoreBody, StaffBody, GarmentBody):
         schema = _schema(model)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -145,11 +146,28 @@ def build_openapi() -> dict[str, Any]:
             "Create or replace a staff member", "operator",
             {"200": _json(_OBJ), **_errors(400, 401, 403)}, parameters=[_path("staff_id")],
             requestBody=bodies[StaffBody])},
+        "/api/garments": {
+            "get": op("Virtual try-on garments for the shopper's picker: id, name, SKU, "
+                      "category and a PNG thumbnail (data URL); `enabled` says whether "
+                      "try-on is on", "shopper, staff, operator",
+                      {"200": _json({"type": "object", "properties": {
+                          "enabled": {"type": "boolean"},
+                          "stores": {"type": "array", "items": {"type": "string"}},
+                          "garments": {"type": "array", "items": _OBJ}}}),
+                       **_errors(401, 403)}),
+            "post": op("Add a garment: sidecar metadata plus `image_base64`, an RGBA PNG "
+                       "(bad files: 400 invalid_garment, with the reason)", "operator",
+                       {"200": _json(_OBJ), **_errors(400, 401, 403, 409, 413)},
+                       requestBody=bodies[GarmentBody])},
+        "/api/garments/{garment_id}": {"delete": op(
+            "Remove a garment (calls drawing it keep their copy)", "operator",
+            {"200": _json(_OBJ), **_errors(401, 403, 404)}, parameters=[_path("garment_id")])},
         "/api/media-sessions": {"get": op(
             "Live media sessions", "operator", {"200": _json(_OBJ), **_errors(401, 403)})},
         "/api/openapi.json": {"get": op("This document", "anyone", {"200": _json(_OBJ)})},
         "/api/reports/kpis": {"get": op(
-            "Conversation KPIs for a period; each figure lists the conversations behind it",
+            "Conversation KPIs for a period (volume, waits, sales, cost, ratings, call quality "
+            "joined to conversion); each figure lists the conversations behind it",
             "operator", {"200": _report_ok(), **_errors(400, 401, 403)},
             parameters=[*_PERIOD, _query("store", "store id"),
                         _query("channel", "chat, audio or video",
@@ -159,6 +177,28 @@ def build_openapi() -> dict[str, Any]:
             "Per staff member: online time, conversations, calls, handling time, revenue, "
             "satisfaction, NPS", "operator", {"200": _report_ok(), **_errors(400, 401, 403)},
             parameters=[*_PERIOD, _query("store", "the staff members' store")])},
+        "/api/reports/daily": {"get": op(
+            "Per calendar day: conversations, misses, orders, conversion, revenue and ratings,"
+            " each listing its conversations", "operator",
+            {"200": _report_ok(), **_errors(400, 401, 403)},
+            parameters=[*_PERIOD, _query("store", "store id"),
+                        _query("channel", "chat, audio or video",
+                               {"type": "string", "enum": ["chat", "audio", "video"]}),
+                        _query("skill", "skill"),
+                        _query("tz", "IANA time zone of the days (default UTC)")])},
+        "/api/reports/weekly": {"get": op(
+            "The weekly report as a file: Markdown, or HTML with inline SVG charts (the same "
+            "as `shopcall report --week`)", "operator",
+            {"200": {"description": "OK", "content": {
+                "text/html": {"schema": {"type": "string"}},
+                "text/markdown": {"schema": {"type": "string"}}}},
+             **_errors(400, 401, 403)},
+            parameters=[_query("week", "ISO week such as 2026-W07 (default: the last complete"
+                               " week)", {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"}),
+                        _query("store", "store id; absent: every store"),
+                        _query("tz", "IANA time zone of the week (default UTC)"),
+                        _query("format", "html (default) or md",
+                               {"type": "string", "enum": ["html", "md"]})])},
         "/api/reports/staffing": {"get": op(
             "Recommended staff online per hour of next week (Erlang C) and last week's "
             "missed conversations per hour", "operator",

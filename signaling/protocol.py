@@ -42,6 +42,9 @@ class ErrorCode(StrEnum):
     INVALID_STATE = "invalid_state"
     MEDIA_UNAVAILABLE = "media_unavailable"
     NEGOTIATION_FAILED = "negotiation_failed"
+    TRYON_UNAVAILABLE = "tryon_unavailable"
+    UNKNOWN_GARMENT = "unknown_garment"
+    INVALID_GARMENT = "invalid_garment"
     STORAGE_FAILED = "storage_failed"
     INTERNAL_ERROR = "internal_error"
 
@@ -220,6 +223,25 @@ class MediaAnswer(Inbound):
     sdp: Annotated[str, Field(min_length=1, max_length=65536)]
 
 
+class TryOnSet(Inbound):
+    """Virtual try-on on the shopper's own camera: on with a garment (again to switch), or
+    off. Only the shopper decides what is drawn on their image."""
+
+    roles = _SHOPPER
+    type: Literal["tryon.set"]
+    call_id: Id
+    enabled: bool
+    garment_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _garment_when_enabled(self) -> TryOnSet:
+        if self.enabled and self.garment_id is None:
+            raise ValueError("garment_id is required when enabled is true")
+        if not self.enabled and self.garment_id is not None:
+            raise ValueError("garment_id must be absent when enabled is false")
+        return self
+
+
 class FeedbackSubmit(Inbound):
     roles = _SHOPPER
     type: Literal["feedback.submit"]
@@ -248,7 +270,7 @@ INBOUND: dict[str, type[Inbound]] = {
         Hello, Ping, PresenceSet, ConversationOpen, ConversationResume, ConversationAccept,
         ConversationDecline, ConversationTransfer, ConversationClose, ChatSend, ChatTyping,
         ChatRead, CallPropose, CallAccept, CallDecline, CallEnd, MediaOffer, MediaAnswer,
-        FeedbackSubmit, AsyncLeave, QueueList,
+        TryOnSet, FeedbackSubmit, AsyncLeave, QueueList,
     )
 }
 
@@ -261,7 +283,7 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "conversation.missed", "conversation.closed", "feedback.requested",
     "chat.message", "chat.typing", "chat.read",
     "call.proposed", "call.declined", "call.started", "call.ended",
-    "media.offer", "media.answer", "media.notice",
+    "media.offer", "media.answer", "media.notice", "tryon.state",
     "async.answered",
 )
 

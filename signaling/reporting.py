@@ -21,20 +21,24 @@ from typing import Any
 from .kpis import (
     CallRecord,
     ConversationRecord,
+    Day,
     EventRecord,
     Figure,
     Filters,
     PresenceChange,
+    QualityRecord,
     StaffInfo,
     StaffReport,
     StorePlan,
     attributed_store,
     conversation_kpis,
+    daily_series,
     handling_segments,
     reporting_channel,
     staff_kpis,
     staffing_plan,
 )
+from .weekly_report import WeeklyData
 
 __all__ = ["PeriodData", "SQLiteReports", "build_records"]
 
@@ -83,6 +87,16 @@ class SQLiteReports:
         finally:
             conn.close()
 
+    async def stores(self) -> list[str]:
+        """Store ids known to the database, for validating a report's scope."""
+        def read() -> list[str]:
+            conn = self._connect()
+            try:
+                return [r[0] for r in conn.execute("SELECT id FROM stores ORDER BY id")]
+            finally:
+                conn.close()
+        return await asyncio.to_thread(read)
+
     # Reports -----------------------------------------------------------------------------
     async def kpis(self, start: float, end: float, now: float, filters: Filters
                    ) -> list[Figure]:
@@ -96,6 +110,34 @@ class SQLiteReports:
         data = await self.load(start, end)
         return staff_kpis(data.records, data.staff, data.presence, start=start,
                           end=min(end, now), store=store)
+
+    async def daily(self, start: float, end: float, filters: Filters, tz: tzinfo
+                    ) -> list[Day]:
+        data = await self.load(start, end)
+        return daily_series(data.records, filters, start=start, end=end, tz=tz)
+
+    async def weekly(self, *, week: str, start: float, end: float, now: float,
+                     store: str | None, tz_name: str, tz: tzinfo, default_aht_s: float,
+                     target_share: float = 0.8, target_wait_s: float = 60.0) -> WeeklyData:
+        """The week's figures plus the staffing plan for the week after it.
+
+        The plan's history is the four weeks up to the week's end (or now, for the current
+        week), so a report on a past week recommends what that week's data suggested.
+        """
+        data = await self.load(start, end)
+        filters = Filters(store=store)
+        figures = conversation_kpis(data.records, filters, staff=data.staff,
+                                    presence=data.presence, cost_per_hour=data.cost_per_hour,
+                                    start=start, end=min(end, now))
+        days = daily_series(data.records, filters, start=start, end=end, tz=tz)
+        staff = staff_kpis(data.records, data.staff, data.presence, start=start,
+                           end=min(end, now), store=store)
+        plans = await self.staffing(now=min(end, now), weeks=4, tz=tz, store=store,
+                                    default_aht_s=default_aht_s, target_share=target_share,
+                                    target_wait_s=target_wait_s)
+        return WeeklyData(week=week, store=store, tz=tz_name, start=start, end=end,
+                          generated_at=now, kpis=tuple(figures), days=tuple(days),
+                          staff=tuple(staff), plans=tuple(plans))
 
     async def staffing(self, *, now: float, weeks: int, tz: tzinfo, store: str | None,
                        default_aht_s: float, target_share: float, target_wait_s: float,
@@ -139,12 +181,14 @@ def _read_period(conn: sqlite3.Connection, start: float, end: float) -> PeriodDa
     first_staff_message = {row[0]: row[1] for row in conn.execute(_in_period(
         "SELECT conversation_id, MIN(at) FROM messages WHERE {IN} AND sender_role = 'staff'"
         " GROUP BY conversation_id"), p)}
+    quality = _call_quality(conn, p)
     calls: dict[str, list[CallRecord]] = defaultdict(list)
     for row in conn.execute(_in_period(
             "SELECT id, conversation_id, kind, started_at, ended_at FROM calls WHERE {IN}"
             " ORDER BY proposed_at, id"), p):
-        calls[row["conversation_id"]].append(
-            CallRecord(row["id"], row["kind"], row["started_at"], row["ended_at"]))
+        calls[row["conversation_id"]].append(CallRecord(
+            row["id"], row["kind"], row["started_at"], row["ended_at"],
+            quality.get(row["id"])))
     ratings = {row["conversation_id"]: (row["satisfaction"], row["recommendation"])
                for row in conn.execute(_in_period(
                    "SELECT conversation_id, satisfaction, recommendation FROM ratings"
@@ -173,6 +217,20 @@ def _read_period(conn: sqlite3.Connection, start: float, end: float) -> PeriodDa
     records = build_records(conversations, events, first_staff_message, calls, ratings,
                             outcomes, asyncs, {m.id: m.store for m in staff})
     return PeriodData(tuple(records), staff, cost, tuple(presence))
+
+
+def _call_quality(conn: sqlite3.Connection, p: dict[str, float]) -> dict[str, QualityRecord]:
+    """Quality of the period's calls; empty on a database not yet at schema 2 (reports open
+    it read-only, so they cannot migrate it, and older data simply has no measurement)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                    " AND name = 'call_quality'").fetchone() is None:
+        return {}
+    return {row["call_id"]: QualityRecord(row["video_freezes"], row["audio_only_fallbacks"],
+                                          row["loss_fraction"])
+            for row in conn.execute(
+                "SELECT call_id, video_freezes, audio_only_fallbacks, loss_fraction"
+                " FROM call_quality WHERE call_id IN (SELECT id FROM calls WHERE "
+                + _in_period("{IN}") + ")", p)}
 
 
 def build_records(conversations: Sequence[Any], events: dict[str, list[EventRecord]],

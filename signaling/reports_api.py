@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import time
 import zoneinfo
 from collections.abc import Iterable
@@ -22,10 +23,20 @@ from aiohttp import web
 
 from .http_api import principal
 from .keys import SETTINGS, SWITCHBOARD
-from .kpis import CHANNELS, DEFINITIONS, Figure, Filters, StaffReport, StorePlan
+from .kpis import (
+    CHANNELS,
+    DEFINITIONS,
+    HIGH_LOSS_FRACTION,
+    Day,
+    Figure,
+    Filters,
+    StaffReport,
+    StorePlan,
+)
 from .model import Role
 from .protocol import ErrorCode, ProtocolError
 from .reporting import SQLiteReports
+from .weekly_report import parse_week, previous_week, render, week_bounds
 
 __all__ = ["routes"]
 
@@ -202,7 +213,7 @@ async def report_kpis(request: web.Request) -> web.StreamResponse:
                     "skill": filters.skill},
         "figures": {f.key: f.to_json(with_ids) for f in figures},
         "definitions": {f.name: DEFINITIONS[f.name] for f in figures},
-        "not_yet": ["call quality joined to results"],
+        "thresholds": {"high_loss_fraction": HIGH_LOSS_FRACTION, "freeze_gap_s": 0.5},
     })
 
 
@@ -315,3 +326,77 @@ def _plan_json(plan: StorePlan) -> dict[str, Any]:
              "conversation_ids": list(h.missed_last_week)}
             for h in plan.hours if h.missed_last_week],
     }
+
+
+@routes.get("/api/reports/daily")
+async def report_daily(request: web.Request) -> web.StreamResponse:
+    """Per calendar day: conversations, misses, orders, conversion, revenue, ratings."""
+    principal(request, Role.OPERATOR)
+    _only(request, (*_PERIOD_PARAMS, "store", "channel", "skill", "tz"))
+    now = time.time()
+    start, end = _period(request, now)
+    filters = Filters(store=_text(request, "store"), channel=_channel(request),
+                      skill=_text(request, "skill"))
+    tz_name, tz = _tz(request)
+    fmt, with_ids = _format(request), _flag(request, "ids", True)
+    days = await (await _reports(request)).daily(start, end, filters, tz)
+    if fmt == "csv":
+        return _csv(_day_rows(days), "daily.csv")
+    names = {f.name for d in days for f in d.figures}
+    return web.json_response({
+        "period": _period_json(start, end), "tz": tz_name,
+        "filters": {"store": filters.store, "channel": filters.channel,
+                    "skill": filters.skill},
+        "days": [{"date": d.date, "from": d.start, "to": d.end,
+                  "figures": {f.key: f.to_json(with_ids) for f in d.figures}} for d in days],
+        "definitions": {n: DEFINITIONS[n] for n in sorted(names)},
+    })
+
+
+def _day_rows(days: list[Day]) -> list[list[Any]]:
+    """One row per day; revenue gets one column per currency that appears."""
+    keys: list[str] = []
+    for d in days:
+        for f in d.figures:
+            if f.key not in keys:
+                keys.append(f.key)
+    rows: list[list[Any]] = [["date", "from", "to", *keys, "conversation_ids"]]
+    for d in days:
+        by_key = {f.key: f for f in d.figures}
+        rows.append([d.date, d.start, d.end,
+                     *[_cell(by_key[k].value) if k in by_key else "" for k in keys],
+                     " ".join(by_key["conversations"].conversation_ids)])
+    return rows
+
+
+_REPORT_TYPES = {"md": "text/markdown", "html": "text/html"}
+
+
+@routes.get("/api/reports/weekly")
+async def report_weekly(request: web.Request) -> web.StreamResponse:
+    """The weekly report file (Markdown, or HTML with inline SVG charts), as the CLI makes it."""
+    principal(request, Role.OPERATOR)
+    _only(request, ("week", "store", "tz", "format"))
+    fmt = request.query.get("format", "html") or "html"
+    if fmt not in _REPORT_TYPES:
+        raise _bad("format: md or html")
+    store = _text(request, "store")
+    settings, switchboard = request.app[SETTINGS], request.app[SWITCHBOARD]
+    if store is not None and store not in switchboard.stores:
+        raise _bad(f"store: unknown store {store!r}")
+    tz_name, tz = _tz(request)
+    now = time.time()
+    raw_week = _text(request, "week", 10)
+    try:
+        year, week = previous_week(now, tz) if raw_week is None else parse_week(raw_week)
+    except ValueError as exc:
+        raise _bad(f"week: {exc}") from None
+    start, end = week_bounds(year, week, tz)
+    data = await (await _reports(request)).weekly(
+        week=f"{year}-W{week:02d}", start=start, end=end, now=now, store=store,
+        tz_name=tz_name, tz=tz, default_aht_s=settings.routing.default_handle_time_s)
+    suffix = "-" + re.sub(r"[^A-Za-z0-9_-]", "_", store) if store else ""
+    name = f"shopcall-{year}-W{week:02d}{suffix}.{fmt}"
+    return web.Response(text=render(data, fmt), content_type=_REPORT_TYPES[fmt],
+                        charset="utf-8",
+                        headers={"Content-Disposition": f'inline; filename="{name}"'})

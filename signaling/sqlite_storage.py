@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .media import CallQuality
 from .model import (
     AsyncMessage,
     Call,
@@ -55,6 +56,8 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # Long enough to ride out a `shopcall migrate` or a backup holding the lock, short enough that
 # a stuck lock surfaces as an error rather than a hung server.
 _BUSY_TIMEOUT_MS = 10_000
+# Columns of call_quality named after CallQuality's fields (migration 0002).
+_QUALITY_FIELDS = tuple(f.name for f in dataclasses.fields(CallQuality))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -599,6 +602,18 @@ class SQLiteStorage:
             "SELECT * FROM calls WHERE conversation_id = ? ORDER BY proposed_at, rowid",
             (conversation_id,)))
         return [_call(row) for row in rows]
+
+    async def record_call_quality(self, call_id: str, quality: CallQuality, at: float) -> None:
+        q = quality
+        columns = ("call_id", *_QUALITY_FIELDS, "recorded_at")
+        values = (call_id, *(getattr(q, f) for f in _QUALITY_FIELDS), at)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT OR REPLACE INTO call_quality ({', '.join(columns)})"
+                f" VALUES ({', '.join('?' * len(columns))})", values)
+
+        await self._write("record_call_quality", op)
 
     # Ratings and outcomes ---------------------------------------------------------------
 

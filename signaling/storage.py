@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from .media import CallQuality
 from .model import (
     AsyncMessage,
     Call,
@@ -104,6 +105,10 @@ class Storage(Protocol):
     async def upsert_call(self, call: Call, events: Sequence[ConversationEvent] = ()) -> None: ...
 
     async def list_calls(self, conversation_id: str) -> list[Call]: ...
+
+    async def record_call_quality(self, call_id: str, quality: CallQuality, at: float) -> None:
+        """Keep what the media server measured over a call (once, when it ends); a second
+        record for the same call replaces the first."""
 
     # Ratings and outcomes ---------------------------------------------------------------
     async def add_rating(self, rating: Rating, events: Sequence[ConversationEvent] = ()) -> None:

@@ -26,6 +26,8 @@ from .media import (
     MediaNegotiationError,
     MediaSessionSpec,
     MediaUnavailable,
+    TryOnUnavailable,
+    UnknownGarment,
 )
 from .metrics import ANY_STORE, SignalingMetrics
 from .model import (
@@ -69,6 +71,7 @@ from .protocol import (
     MediaOffer,
     PresenceSet,
     ProtocolError,
+    TryOnSet,
 )
 from .qualification import QualificationError, QuestionSet
 from .routing import Candidate, can_serve, choose_staff, matching
@@ -174,6 +177,7 @@ class Switchboard:
             "call.end": self._on_call_end,
             "media.offer": self._on_media_offer,
             "media.answer": self._on_media_answer,
+            "tryon.set": self._on_tryon_set,
             "feedback.submit": self._on_feedback,
             "async.leave": self._on_async_leave,
         }
@@ -636,9 +640,18 @@ class Switchboard:
         await self.flush()
         messages = await self.storage.list_messages(conv.id, msg.after_seq)
         asyncs = await self.storage.list_async_messages(conversation_id=conv.id)
-        return {"conversation": self._summary(conv),
-                "messages": [message_public(m) for m in messages],
-                "async_messages": [async_public(a) for a in asyncs]}
+        result: dict[str, Any] = {"conversation": self._summary(conv),
+                                  "messages": [message_public(m) for m in messages],
+                                  "async_messages": [async_public(a) for a in asyncs]}
+        # A device coming back mid-call (a reloaded page, a second tab) needs the same join
+        # information call.started gave, or it cannot offer media again.
+        call = self._calls.get(self._call_of.get(conv.id, ""))
+        if call is not None and call.media_session_id is not None and call.ended_at is None \
+                and (conn.principal.role is Role.SHOPPER
+                     or conv.state is ConversationState.ACCEPTED):
+            result["join"] = self.media.join_info(call.media_session_id,
+                                                  actor_of(conn.principal))
+        return result
 
     async def _on_accept(self, conn: Connection, msg: ConversationAccept) -> dict[str, Any]:
         conv = self._live(msg.conversation_id)
@@ -904,6 +917,11 @@ class Switchboard:
             conv, EventKind.CALL_ENDED, now, by, call_id=call.id, reason=reason,
             duration_s=duration)]))
         if call.media_session_id is not None:
+            # Read before closing: the session's counters go with it. Kept with the call so
+            # reports can join media quality to business results.
+            quality = self.media.call_quality(call.media_session_id)
+            if quality is not None:
+                self._write(self.storage.record_call_quality(call.id, quality, now))
             self._write(self.media.close_session(call.media_session_id))
         notice = {"type": "call.ended", "call_id": call.id, "reason": reason}
         self._send_shopper(conv.shopper_id, notice)
@@ -933,6 +951,29 @@ class Switchboard:
         except MediaNegotiationError as exc:
             raise ProtocolError(ErrorCode.NEGOTIATION_FAILED, str(exc)) from None
         return {"call_id": call.id}
+
+    async def _on_tryon_set(self, conn: Connection, msg: TryOnSet) -> dict[str, Any]:
+        """Virtual try-on on the shopper's camera (only they may send it: protocol roles).
+        Both parties' other devices learn the new state, so the staff console can say
+        that what it shows is a garment drawn on the shopper's image."""
+        call, conv = self._call(conn, msg.call_id)
+        if call.media_session_id is None:
+            raise ProtocolError(ErrorCode.INVALID_STATE, "the call has not started")
+        participant = actor_of(conn.principal)
+        try:
+            state = await self.media.set_tryon(call.media_session_id, participant,
+                                               msg.garment_id if msg.enabled else None)
+        except MediaUnavailable as exc:
+            raise ProtocolError(ErrorCode.MEDIA_UNAVAILABLE, str(exc)) from None
+        except TryOnUnavailable as exc:
+            raise ProtocolError(ErrorCode.TRYON_UNAVAILABLE, str(exc)) from None
+        except UnknownGarment as exc:
+            raise ProtocolError(ErrorCode.UNKNOWN_GARMENT, str(exc)) from None
+        public = {"call_id": call.id, "conversation_id": conv.id,
+                  "participant_id": participant, "enabled": state["enabled"],
+                  "garment": state["garment"]}
+        self._send_both(conv, {"type": "tryon.state", **public}, skip=conn)
+        return public
 
     # After the conversation ---------------------------------------------------------------
     async def _on_feedback(self, conn: Connection, msg: FeedbackSubmit) -> dict[str, Any]:

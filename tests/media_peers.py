@@ -63,6 +63,45 @@ class ColourCamera(MediaStreamTrack):
         return frame
 
 
+class PhotoCamera(MediaStreamTrack):
+    """A still photo as a 30 fps camera (try-on tests: a real person in front of it)."""
+
+    kind = "video"
+
+    def __init__(self, image_bgr: np.ndarray) -> None:
+        super().__init__()
+        self.image = np.ascontiguousarray(image_bgr)
+        self._start: float | None = None
+        self._count = 0
+
+    async def recv(self) -> VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        self._count += 1
+        wait = self._start + self._count / 30 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = VideoFrame.from_ndarray(self.image, format="bgr24")
+        frame.pts = int(self._count * VIDEO_CLOCK / 30)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        return frame
+
+
+def astronaut_image(width: int = 640, height: int = 480) -> np.ndarray:
+    """scikit-image's astronaut photo (a person, head to waist; inside its wheel, no
+    download) scaled to the frame height and centred on grey."""
+    import cv2
+    from skimage import data
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    image = np.full((height, width, 3), 96, np.uint8)
+    side = min(width, round(photo.shape[1] * height / photo.shape[0]))
+    left = (width - side) // 2
+    image[:, left:left + side] = cv2.resize(photo, (side, height),
+                                            interpolation=cv2.INTER_AREA)
+    return image
+
+
 class Received:
     """What a peer decoded from one remote track."""
 
@@ -93,7 +132,8 @@ class Received:
 class MediaPeer:
     def __init__(self, name: str, bgr: tuple[int, int, int] = (0, 0, 255), *,
                  video: bool = True, audio: bool = True, codec: str | None = None,
-                 noise: bool = False, h264_profile: str | None = None) -> None:
+                 noise: bool = False, h264_profile: str | None = None,
+                 camera: MediaStreamTrack | None = None) -> None:
         self.name = name
         self.pc = RTCPeerConnection(RTCConfiguration(
             iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
@@ -101,7 +141,8 @@ class MediaPeer:
         # Negotiation steps must not interleave (offer/answer from both directions).
         self.negotiating = asyncio.Lock()
         self.closed = False
-        self.camera = ColourCamera(bgr, noise=noise) if video else None
+        self.camera = camera if camera is not None else \
+            ColourCamera(bgr, noise=noise) if video else None
         if audio:
             self.pc.addTrack(AudioStreamTrack())
         if self.camera is not None:
@@ -130,6 +171,22 @@ class MediaPeer:
 
     def video_in(self) -> list[Received]:
         return [r for r in self.received if r.track.kind == "video"]
+
+    def video_from_stream(self, stream_id: str) -> Received | None:
+        """The received video whose m-section the server labelled ``a=msid:<stream_id>``."""
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return None
+        mid = None
+        for section in remote.sdp.split("\r\nm=")[1:]:
+            if f"a=msid:{stream_id} " in section:
+                mid = next((line[6:] for line in section.split("\r\n")
+                            if line.startswith("a=mid:")), None)
+        for transceiver in self.pc.getTransceivers():
+            if mid is not None and transceiver.mid == mid:
+                return next((r for r in self.received
+                             if r.track is transceiver.receiver.track), None)
+        return None
 
     def audio_in(self) -> list[Received]:
         return [r for r in self.received if r.track.kind == "audio"]

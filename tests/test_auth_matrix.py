@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp.web import RouteDef
 
-from signaling import http_api, reports_api
+from signaling import garments_api, http_api, reports_api
 from signaling.auth import TokenIssuer
 from signaling.model import Role
 from signaling.protocol import INBOUND, parse_inbound
@@ -168,6 +168,20 @@ class Endpoint:
 
 
 _ALL = frozenset(Role)
+
+
+def _garment_png() -> str:
+    """A small valid RGBA garment PNG, base64, for the upload endpoint."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    image = np.zeros((40, 40, 4), np.uint8)
+    image[10:, 5:35] = (200, 50, 50, 255)
+    return base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     "list_conversations": Endpoint("GET", "/api/conversations", _ALL, "conversations"),
     "get_conversation": Endpoint("GET", "/api/conversations/{cid_a}", _ALL, "conversation"),
@@ -187,10 +201,23 @@ ENDPOINTS: dict[str, Endpoint] = {
                           "staff", {"name": "Staff by {cred}", "store": "lyon"}),
     "media_sessions": Endpoint("GET", "/api/media-sessions", frozenset({Role.OPERATOR}),
                                "media_sessions"),
+    "list_garments": Endpoint("GET", "/api/garments", _ALL, "garments"),
+    # The operator's upload is the garment its delete (below, run after it) removes.
+    "add_garment": Endpoint("POST", "/api/garments", frozenset({Role.OPERATOR}), "garment",
+                            {"id": "matrix-{cred}", "name": "Tee by {cred}", "sku": "M-1",
+                             "category": "top", "anchors": {"neck": [20, 10],
+                                                            "shoulder_width": 30},
+                             "image_base64": _garment_png()}),
+    "delete_garment": Endpoint("DELETE", "/api/garments/matrix-{cred}",
+                               frozenset({Role.OPERATOR}), "garment"),
     "report_kpis": Endpoint("GET", "/api/reports/kpis", frozenset({Role.OPERATOR}), "figures"),
     "report_staff": Endpoint("GET", "/api/reports/staff", frozenset({Role.OPERATOR}), "staff"),
     "report_staffing": Endpoint("GET", "/api/reports/staffing", frozenset({Role.OPERATOR}),
                                 "stores"),
+    "report_daily": Endpoint("GET", "/api/reports/daily", frozenset({Role.OPERATOR}), "days"),
+    # An HTML file, not JSON: an admitted caller gets the document itself.
+    "report_weekly": Endpoint("GET", "/api/reports/weekly", frozenset({Role.OPERATOR}),
+                              "<!doctype html>"),
 }
 PRICE_OF = {name: 100.0 + i for i, name in enumerate(CREDENTIALS)}
 
@@ -237,6 +264,9 @@ async def _no_trace(world: World, name: str, cred: str) -> None:
         _, body = await http("GET", world.base + "/api/async-messages", ops)
         (msg,) = [m for m in body["async_messages"] if m["id"] == world.mid]
         assert msg["answer"] != f"answer by {cred}", msg
+    elif name == "add_garment":
+        _, body = await http("GET", world.base + "/api/garments", ops)
+        assert f"matrix-{cred}" not in {g["id"] for g in body["garments"]}
 
 
 @pytest.mark.parametrize("cred", CREDENTIALS)
@@ -277,7 +307,8 @@ async def test_http_endpoint_x_credential(world: World, name: str, cred: str) ->
 
 def test_matrix_covers_every_api_route() -> None:
     """A new endpoint must join the matrix (or the public list): compare with the router."""
-    routed = {(r.method, r.path) for r in [*http_api.routes, *reports_api.routes]
+    routed = {(r.method, r.path) for r in [*http_api.routes, *reports_api.routes,
+                                           *garments_api.routes]
               if isinstance(r, RouteDef)}
     names = {"{cid_a}": "{conversation_id}", "{mid}": "{message_id}"}
     covered = set()
@@ -287,6 +318,7 @@ def test_matrix_covers_every_api_route() -> None:
             path = path.replace(ours, theirs)
         path = path.replace("stores/matrix-{cred}", "stores/{store_id}")
         path = path.replace("staff/matrix-{cred}", "staff/{staff_id}")
+        path = path.replace("garments/matrix-{cred}", "garments/{garment_id}")
         covered.add((e.method, path))
     public = {(method, path.partition("?")[0]) for method, path, _ in PUBLIC.values()}
     assert covered <= routed, covered - routed
@@ -459,6 +491,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "call.end": {"call_id": "call_nope"},
     "media.offer": {"call_id": "call_nope", "sdp": "v=0\r\n"},
     "media.answer": {"call_id": "call_nope", "sdp": "v=0\r\n"},
+    "tryon.set": {"call_id": "call_nope", "enabled": True, "garment_id": "sample-tshirt"},
     "feedback.submit": {"conversation_id": "cnv_nope", "satisfaction": 4, "recommendation": 8},
     "async.leave": {"conversation_id": "cnv_nope", "text": "Call me back",
                     "contact": "me@example.com"},

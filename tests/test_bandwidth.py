@@ -8,6 +8,8 @@ from mediaserver.bandwidth import (
     MIN_BPS,
     BandwidthEstimate,
     VideoGate,
+    layered_publisher_cap,
+    pick_temporal_layer,
     publisher_cap,
     session_share,
 )
@@ -17,6 +19,8 @@ def test_loss_cuts_the_estimate_and_low_loss_grows_it() -> None:
     e = BandwidthEstimate(1_000_000)
     e.on_loss(0.20)
     assert e.bps == pytest.approx(900_000)  # 1 - 0.5 * 0.2
+    e.on_loss(0.20)
+    assert e.bps == pytest.approx(900_000)  # one report of grace after a cut
     e.on_loss(0.05)
     assert e.bps == pytest.approx(900_000)  # hold between 2% and 10%
     e.on_loss(0.0)
@@ -24,6 +28,40 @@ def test_loss_cuts_the_estimate_and_low_loss_grows_it() -> None:
     for _ in range(200):
         e.on_loss(0.9)
     assert e.bps == MIN_BPS
+
+
+def test_heavy_loss_drops_the_estimate_to_what_arrived() -> None:
+    e = BandwidthEstimate(1_000_000)
+    e.on_loss(0.40, delivered_bps=450_000)
+    assert e.bps == 450_000  # not 800 kbps: the link carried 450 kbps
+    e.on_loss(0.05, delivered_bps=100_000)
+    assert e.bps == 450_000  # moderate loss: hold, whatever was delivered
+    e.on_loss(0.40, delivered_bps=50_000)
+    assert e.bps == pytest.approx(180_000)  # at most halved per report (360k / 2)
+    e.on_loss(0.40, delivered_bps=50_000)
+    assert e.bps == pytest.approx(180_000)  # the report after a cut is about before it
+    e.on_loss(0.40, delivered_bps=0)
+    assert e.bps == pytest.approx(144_000)  # nothing measured: proportional cut only
+
+
+def test_temporal_layer_is_the_highest_that_fits_with_headroom_to_go_up() -> None:
+    rates = [140_000, 250_000, 480_000]  # cumulative: TL0, TL0+1, all
+    assert pick_temporal_layer(rates, 1_000_000, current=2) == 2
+    assert pick_temporal_layer(rates, 300_000, current=2) == 1
+    assert pick_temporal_layer(rates, 100_000, current=2) == 0  # base layer at the least
+    assert pick_temporal_layer(rates, 500_000, current=1) == 1  # 480k > 0.9 * 500k
+    assert pick_temporal_layer(rates, 540_000, current=1) == 2
+    assert pick_temporal_layer([0.0, 0.0, 0.0], 10_000, current=0) == 2  # nothing measured
+
+
+def test_layered_publisher_follows_its_best_receiver_while_the_worst_keeps_the_base() -> None:
+    cap = layered_publisher_cap([2_000_000, 300_000], audio_bps=40_000, base_layer_share=0.3)
+    assert cap == pytest.approx((300_000 - 40_000) / 0.3)  # 867k: TL0 still fits 260k
+    assert layered_publisher_cap([2_000_000, 1_500_000], audio_bps=40_000,
+                                 base_layer_share=0.3) == 1_960_000
+    assert layered_publisher_cap([2_000_000], audio_bps=40_000, base_layer_share=0.3,
+                                 share_bps=500_000) == 460_000
+    assert layered_publisher_cap([], audio_bps=40_000, base_layer_share=0.3) is None
 
 
 def test_remb_bounds_the_estimate() -> None:

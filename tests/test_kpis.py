@@ -25,16 +25,19 @@ import pytest
 
 from signaling.erlang import required_servers
 from signaling.kpis import (
+    HIGH_LOSS_FRACTION,
     CallRecord,
     ConversationRecord,
     EventRecord,
     Figure,
     Filters,
     PresenceChange,
+    QualityRecord,
     Segment,
     StaffInfo,
     attributed_store,
     conversation_kpis,
+    daily_series,
     handling_segments,
     hour_of_week,
     online_intervals,
@@ -292,3 +295,87 @@ def test_staffing_plan() -> None:
                            last_week_start=end - 7 * 86400, tz=UTC, concurrency=1.0,
                            default_aht_s=240, target_share=0.8, target_wait_s=20)
     assert single.hours[10].staff == 14
+
+
+# Call quality joined to results ------------------------------------------------------------
+def _call(call_id: str, kind: str = "video", quality: QualityRecord | None = None
+          ) -> CallRecord:
+    return CallRecord(call_id, kind, T + 10, T + 70, quality)
+
+
+QUALITY_RECORDS = [
+    # q1: froze twice (one call) and sold.
+    rec("q1", opened_at=T, calls=(_call("a1", quality=QualityRecord(2, 0, 0.01)),),
+        order_placed=True),
+    # q2: a clean audio call, then a video call that lost 8%: trouble; no order.
+    rec("q2", opened_at=T + 1, calls=(_call("a2", "audio", QualityRecord(0, 0, None)),
+                                      _call("a3", quality=QualityRecord(0, 0, 0.08))),
+        order_placed=False),
+    # q3: one audio-only fallback; exactly 5% loss is not "high" (strictly above); sold.
+    rec("q3", opened_at=T + 2, calls=(_call("a4", quality=QualityRecord(0, 1, 0.05)),),
+        order_placed=True),
+    # q4: a clean video call (2% loss); sold.
+    rec("q4", opened_at=T + 3, calls=(_call("a5", quality=QualityRecord(0, 0, 0.02)),),
+        order_placed=True),
+    # q5: a clean audio call; no outcome reported (counts as no order).
+    rec("q5", opened_at=T + 4, calls=(_call("a6", "audio", QualityRecord(0, 0, None)),)),
+    # q6: a call nobody measured (no media server): left out of every quality figure.
+    rec("q6", opened_at=T + 5, calls=(_call("a7"),), order_placed=True),
+    # q7: chat only.
+    rec("q7", opened_at=T + 6, order_placed=True),
+]
+
+
+def test_call_quality_joined_to_results() -> None:
+    f = {x.key: x for x in conversation_kpis(QUALITY_RECORDS, start=T, end=END)}
+    # Measured calls: a1, a2, a3, a4, a5, a6 (six; a7 was not measured). Ids: one per call.
+    assert (f["calls_measured"].value, f["calls_measured"].conversation_ids) == (
+        6, ("q1", "q2", "q2", "q3", "q4", "q5"))
+    assert (f["calls_with_freezes"].value, f["calls_with_freezes"].conversation_ids) == (
+        1, ("q1",))
+    assert f["freeze_share"].value == pytest.approx(1 / 6)
+    assert (f["calls_with_fallbacks"].value, f["calls_with_fallbacks"].conversation_ids) == (
+        1, ("q3",))
+    assert f["fallback_share"].value == pytest.approx(1 / 6)
+    assert HIGH_LOSS_FRACTION == 0.05
+    assert (f["calls_with_high_loss"].value, f["calls_with_high_loss"].conversation_ids) == (
+        1, ("q2",))
+    assert f["high_loss_share"].value == pytest.approx(1 / 6)
+    assert (f["calls_with_trouble"].value, f["calls_with_trouble"].conversation_ids) == (
+        3, ("q1", "q2", "q3"))
+    assert f["trouble_share"].value == 0.5
+    # Conversations with a troubled call: q1, q2, q3, orders q1 and q3 -> 2/3. Without:
+    # q4 and q5, order q4 -> 1/2. q6 (unmeasured) and q7 (no call) are in neither group.
+    assert f["conversion_with_trouble"].value == pytest.approx(2 / 3)
+    assert f["conversion_with_trouble"].conversation_ids == ("q1", "q2", "q3")
+    assert f["conversion_without_trouble"].value == 0.5
+    assert f["conversion_without_trouble"].conversation_ids == ("q4", "q5")
+    # No measured call at all: counts are zero, shares and conversions have no value.
+    none = {x.key: x for x in conversation_kpis(QUALITY_RECORDS[5:], start=T, end=END)}
+    assert none["calls_measured"].value == 0
+    assert none["trouble_share"].value is None
+    assert none["conversion_with_trouble"].value is None
+    assert none["conversion_without_trouble"].value is None
+
+
+def test_daily_series() -> None:
+    # UTC: Sunday 5 May is empty, Monday 6 May holds all six, Tuesday 7 May is cut at 01:00.
+    days = daily_series(RECORDS, start=T - 86400, end=T + 86400 + 3600, tz=UTC)
+    assert [d.date for d in days] == ["2024-05-05", "2024-05-06", "2024-05-07"]
+    assert [(d.start, d.end) for d in days] == [
+        (T - 86400, T), (T, T + 86400), (T + 86400, T + 86400 + 3600)]
+    sunday, monday, tuesday = ({f.key: f for f in d.figures} for d in days)
+    assert sunday["conversations"].value == 0 and sunday["conversion_rate"].value is None
+    assert (monday["conversations"].value, monday["missed"].value) == (6, 2)
+    assert monday["missed"].conversation_ids == ("c3", "c5")
+    assert (monday["orders"].value, monday["conversion_rate"].value) == (3, 0.5)
+    assert (monday["revenue_EUR"].value, monday["revenue_USD"].value) == (1000, 50)
+    assert monday["satisfaction_avg"].value == 4 and monday["ratings"].value == 3
+    assert tuesday["conversations"].value == 0
+    # New York is 4 h behind UTC in May: the same conversations fall on Sunday 5 May there.
+    ny = daily_series(RECORDS, Filters(store="lyon"), start=T, end=END,
+                      tz=ZoneInfo("America/New_York"))
+    assert [(d.date, d.start, d.end) for d in ny] == [("2024-05-05", T, END)]
+    assert {f.key: f for f in ny[0].figures}["conversations"].conversation_ids == (
+        "c1", "c2", "c3", "c4", "c6")
+    assert daily_series(RECORDS, start=END, end=T, tz=UTC) == []

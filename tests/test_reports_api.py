@@ -40,7 +40,8 @@ from signaling.model import Role
 
 from .harness import ServerProcess, WsClient, http, seeded_server
 
-REPORTS = ("/api/reports/kpis", "/api/reports/staff", "/api/reports/staffing")
+REPORTS = ("/api/reports/kpis", "/api/reports/staff", "/api/reports/staffing",
+           "/api/reports/daily", "/api/reports/weekly")
 
 
 @dataclass
@@ -462,6 +463,14 @@ async def test_only_operators(world: World, path: str) -> None:
     ("/api/reports/staffing", {"store": "atlantis"}, "store"),
     ("/api/reports/staffing", {"tz": "Mars/Olympus"}, "tz"),
     ("/api/reports/staffing", {"from": "2024-01-01"}, "from"),
+    ("/api/reports/daily", {"tz": "Mars/Olympus"}, "tz"),
+    ("/api/reports/daily", {"channel": "fax"}, "channel"),
+    ("/api/reports/daily", {"week": "2024-W01"}, "week"),
+    ("/api/reports/weekly", {"week": "2024-W60"}, "week"),
+    ("/api/reports/weekly", {"week": "last"}, "week"),
+    ("/api/reports/weekly", {"format": "pdf"}, "format"),
+    ("/api/reports/weekly", {"store": "atlantis"}, "store"),
+    ("/api/reports/weekly", {"from": "2024-01-01"}, "from"),
 ])
 async def test_invalid_parameters(world: World, path: str, params: dict[str, str],
                                   mentions: str) -> None:
@@ -469,3 +478,57 @@ async def test_invalid_parameters(world: World, path: str, params: dict[str, str
     assert status == 400, body
     assert body["error"]["code"] == "invalid_message"
     assert mentions in body["error"]["message"], body
+
+
+async def test_daily_series_adds_up_to_the_period(world: World) -> None:
+    c = world.cids
+    period = {"from": world.began - 1, "to": world.ended + 1}
+    status, body = await get(world, "/api/reports/daily", period)
+    assert status == 200, body
+    days = body["days"]
+    assert days and body["tz"] == "UTC"
+    assert days[0]["from"] == pytest.approx(world.began - 1)
+    assert days[-1]["to"] == pytest.approx(world.ended + 1)
+    for day in days:
+        start = datetime.fromisoformat(day["date"]).replace(tzinfo=UTC).timestamp()
+        assert start <= day["from"] < day["to"] <= start + 86400
+    total = {name: sum(d["figures"][name]["value"] for d in days)
+             for name in ("conversations", "missed", "orders")}
+    assert total == {"conversations": 4, "missed": 1, "orders": 2}
+    ids = sorted(i for d in days for i in d["figures"]["conversations"]["conversation_ids"])
+    assert ids == sorted(c.values())
+    assert [i for d in days for i in d["figures"]["missed"]["conversation_ids"]] == [c["c3"]]
+    assert sum(d["figures"].get("revenue_EUR", {"value": 0})["value"] for d in days) == 949
+    rated = [d for d in days if d["figures"]["ratings"]["value"]]
+    assert sum(d["figures"]["ratings"]["value"] for d in rated) == 2  # c1 5/10, c2 3/6
+    if len(rated) == 1:  # seeded within one UTC day (unless it straddled midnight)
+        assert rated[0]["figures"]["satisfaction_avg"]["value"] == 4
+
+    _, text = await get_text(world, "/api/reports/daily", {**period, "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["date"] for r in rows] == [d["date"] for d in days]
+    for row, day in zip(rows, days, strict=True):
+        assert int(row["conversations"]) == day["figures"]["conversations"]["value"]
+        assert row["conversation_ids"].split() == \
+            day["figures"]["conversations"]["conversation_ids"]
+
+
+async def test_weekly_report_over_http(world: World) -> None:
+    year, week, _ = datetime.fromtimestamp(world.began, UTC).isocalendar()
+    if datetime.fromtimestamp(world.ended, UTC).isocalendar()[:2] != (year, week):
+        pytest.skip("seeded across a week boundary")
+    name = f"{year}-W{week:02d}"
+    _, figures = await get(world, "/api/reports/kpis", {
+        "from": datetime.fromisocalendar(year, week, 1).replace(tzinfo=UTC).timestamp()})
+    content_type, text = await get_text(world, "/api/reports/weekly",
+                                        {"week": name, "format": "md"})
+    assert content_type.startswith("text/markdown")
+    assert text.startswith(f"# Weekly report {name}, all stores")
+    conversations = figures["figures"]["conversations"]["value"]
+    assert conversations == 4
+    assert f"| Conversations | {conversations} | {conversations} |" in text
+    content_type, html = await get_text(world, "/api/reports/weekly",
+                                        {"week": name, "store": "lyon"})
+    assert content_type.startswith("text/html")
+    assert html.count("<svg") >= 4 and "<script" not in html
+    assert f"Weekly report {name}, store lyon" in html

@@ -124,3 +124,31 @@ async def test_audio_only_fallback_and_recovery(backend: SfuBackend) -> None:
     finally:
         await shopper.close()
         await staff.close()
+
+
+async def test_stream_added_while_on_audio_only_stays_paused(backend: SfuBackend) -> None:
+    session, shopper, staff = await call(backend, "ms_paused_join", "tight")
+    colleague = MediaPeer("colleague", BLUE)
+    try:
+        BUDGETS["tight"] = StoreBudget(downlink_bps=120_000)  # under the 150 kbps floor
+        receiver = session.router().participants["staff:a"]
+        for _ in range(60):
+            if receiver.video_gate.paused:
+                break
+            await asyncio.sleep(0.1)
+        assert receiver.video_gate.paused
+        # A colleague joins the call while staff:a is on audio only: their video must not
+        # reach staff:a until its link recovers.
+        await session.join("staff:c", colleague)
+        for _ in range(100):
+            if ("staff:c", "video") in receiver.consumers:
+                break
+            await asyncio.sleep(0.1)
+        added = receiver.consumers[("staff:c", "video")]
+        assert added.paused
+        await asyncio.sleep(1.0)
+        assert added.packets == 0
+    finally:
+        await colleague.close()
+        await shopper.close()
+        await staff.close()

@@ -117,7 +117,8 @@ async def test_migrations_applied_once(db_path: Path) -> None:
     latest = load_migrations()[-1].version
     assert await migrate(db_path) == latest
     first = raw_rows(db_path, "SELECT version, name, applied_at FROM schema_migrations")
-    assert [row[:2] for row in first] == [(1, "initial")]
+    assert [row[:2] for row in first] == [(m.version, m.name) for m in load_migrations()]
+    assert first[0][:2] == (1, "initial")
 
     async with SQLiteStorage(db_path) as s:
         assert await s.schema_version() == latest

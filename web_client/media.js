@@ -18,6 +18,50 @@ import { h, icon } from './ui.js';
 
 const GATHER_TIMEOUT_MS = 5000;
 const MAX_RESTARTS = 2;
+const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 },
+  frameRate: { ideal: 30, max: 30 } };
+// Remote video is "off" when no frame was decoded for this long while the connection is up.
+const STALL_MS = 1500;
+// With no video at all this long after connecting, the other side has no camera on.
+const NO_VIDEO_MS = 4000;
+const FLOW_POLL_MS = 500;
+// The stream id (a=msid) of the shopper's try-on mirror sent by the media server.
+export const MIRROR_STREAM_ID = 'tryon-mirror';
+
+/**
+ * The camera after `currentId` in the device list, wrapping around; null when there is no
+ * other one.
+ * @param {{deviceId: string}[]} cameras
+ * @param {string|null} currentId
+ * @returns {string|null}
+ */
+export function nextCameraId(cameras, currentId) {
+  const ids = cameras.map((c) => c.deviceId).filter(Boolean);
+  if (ids.length < 2) return null;
+  const i = ids.indexOf(currentId);
+  return ids[(i + 1) % ids.length];
+}
+
+/**
+ * What to ask getUserMedia for to get "the other camera".
+ *
+ * Phones say which way their camera faces (`facingMode` "user" or "environment"): ask for
+ * the opposite side and let the browser pick that side's main camera, rather than cycling
+ * through every lens a phone lists (an iPhone lists ultra-wide, telephoto and more). Without
+ * a facing mode (laptops, external webcams) take the next camera in the device list.
+ * @param {{facingMode?: string, deviceId?: string}} settings  the current track's settings
+ * @param {{deviceId: string}[]} cameras
+ * @returns {{facingMode: {exact: string}} | {deviceId: {exact: string}} | null}
+ */
+export function nextCameraConstraint(settings, cameras) {
+  if (cameras.length < 2) return null;
+  const facing = settings && settings.facingMode;
+  if (facing === 'user' || facing === 'environment') {
+    return { facingMode: { exact: facing === 'user' ? 'environment' : 'user' } };
+  }
+  const next = nextCameraId(cameras, settings ? settings.deviceId || null : null);
+  return next ? { deviceId: { exact: next } } : null;
+}
 
 /** RTCIceServer list from `join.ice_servers` (tolerates a bare `urls` string). */
 function iceServers(list) {
@@ -76,6 +120,16 @@ export class CallMedia {
     this._restarts = 0;
     this._handlers = new Map();
     this._lastStats = null;
+    this._videoTransceiver = null;
+    this.mirror = null; // the try-on mirror track, when the server offers one
+    this.cameraAvailable = false; // a camera was opened for this call at least once
+    this.cameraDeviceId = null; // the camera in use (or last used), for "switch camera"
+    this.cameras = []; // video inputs of this device (filled once devices are open)
+    this._cameraBusy = null; // a camera change in progress (one at a time)
+    this._flow = new Map(); // remote video track id -> {frames, at, state}
+    this._audioIn = { packets: 0, at: 0 };
+    this._connectedAt = 0;
+    this._flowTimer = null;
   }
 
   on(type, handler) {
@@ -117,7 +171,7 @@ export class CallMedia {
     pc.addTransceiver(audio || 'audio',
       { direction: audio ? 'sendrecv' : 'recvonly', streams: audio ? [stream] : [] });
     if (this.kind === 'video') {
-      pc.addTransceiver(video || 'video',
+      this._videoTransceiver = pc.addTransceiver(video || 'video',
         { direction: video ? 'sendrecv' : 'recvonly', streams: video ? [stream] : [] });
     }
     this._setState('connecting');
@@ -133,8 +187,7 @@ export class CallMedia {
       this.cameraOff = true;
       return;
     }
-    const videoConstraints = { width: { ideal: 640 }, height: { ideal: 480 },
-      frameRate: { ideal: 30, max: 30 } };
+    const videoConstraints = VIDEO_CONSTRAINTS;
     try {
       this.localStream = await navigator.mediaDevices.getUserMedia(
         { audio: wantAudio, video: wantVideo ? videoConstraints : false });
@@ -154,8 +207,73 @@ export class CallMedia {
       }
     }
     if (this.closed && this.localStream) this._stopLocal();
+    const camera = this.localStream && this.localStream.getVideoTracks()[0];
+    if (camera) {
+      this.cameraAvailable = true;
+      this.cameraDeviceId = camera.getSettings().deviceId || null;
+      await this.refreshCameras();
+      // A camera plugged in or out during the call shows or hides "switch camera".
+      this._onDeviceChange = () => { this.refreshCameras(); };
+      navigator.mediaDevices.addEventListener?.('devicechange', this._onDeviceChange);
+    }
     if (this.localStream) this._emit('local', this.localStream);
     for (const text of this.problems) this._emit('problem', text);
+  }
+
+  /** The device's video inputs (after permission, so with ids); emits 'cameras'. */
+  async refreshCameras() {
+    let list = [];
+    try {
+      list = (await navigator.mediaDevices.enumerateDevices())
+        .filter((d) => d.kind === 'videoinput' && d.deviceId);
+    } catch {
+      list = [];
+    }
+    this.cameras = list;
+    this._emit('cameras', list);
+    return list;
+  }
+
+  get canSwitchCamera() {
+    return this.cameraAvailable && this.cameras.length > 1;
+  }
+
+  _videoSender() {
+    return this._videoTransceiver ? this._videoTransceiver.sender : null;
+  }
+
+  /** Open a camera (a device id, a constraint such as a facing mode, or any camera). */
+  async _openCamera(which) {
+    const video = { ...VIDEO_CONSTRAINTS };
+    if (typeof which === 'string') video.deviceId = { exact: which };
+    else if (which) Object.assign(video, which);
+    const stream = await navigator.mediaDevices.getUserMedia({ video });
+    return stream.getVideoTracks()[0];
+  }
+
+  /** Swap the camera track everywhere it is used: the sender (replaceTrack, so no
+   * renegotiation) and the local stream the self view shows. `null` sends nothing. */
+  async _putCamera(track) {
+    const sender = this._videoSender();
+    if (sender) await sender.replaceTrack(track);
+    const stream = this.localStream || new MediaStream();
+    for (const old of stream.getVideoTracks()) {
+      stream.removeTrack(old);
+      if (old !== track) old.stop();
+    }
+    if (track) {
+      stream.addTrack(track);
+      this.cameraDeviceId = track.getSettings().deviceId || this.cameraDeviceId;
+    }
+    this.localStream = stream;
+    this._emit('local', stream);
+  }
+
+  /** One camera change at a time (a double tap must not open two cameras). */
+  _cameraStep(step) {
+    const run = (this._cameraBusy || Promise.resolve()).then(step);
+    this._cameraBusy = run.catch(() => {});
+    return run;
   }
 
   /** Run negotiation steps strictly one after the other. */
@@ -230,9 +348,17 @@ export class CallMedia {
 
   _onTrack(event) {
     const { track, transceiver } = event;
+    if ((event.streams || []).some((stream) => stream.id === MIRROR_STREAM_ID)) {
+      // Our own camera with the try-on garment drawn by the server: a self view, not a
+      // remote participant (it carries video only while try-on is on).
+      this.mirror = track;
+      this._emit('mirror', track);
+      return;
+    }
     if (this.remote.has(track.id)) return;
     this.remote.set(track.id, { track, mid: transceiver && transceiver.mid });
     const gone = () => {
+      this._flow.delete(track.id);
       if (this.remote.delete(track.id)) this._emit('remote-removed', track);
     };
     track.addEventListener('ended', gone);
@@ -262,7 +388,9 @@ export class CallMedia {
     switch (pc.connectionState) {
       case 'connected':
         this._restarts = 0;
+        if (!this._connectedAt) this._connectedAt = performance.now();
         this._setState('connected');
+        this._watchFlow();
         break;
       case 'disconnected':
         this._setState('reconnecting');
@@ -293,13 +421,130 @@ export class CallMedia {
     this._emit('controls', this);
   }
 
-  /** Camera off sends black frames (track disabled): no renegotiation, instant back on. */
+  /**
+   * Camera off stops sending video (`replaceTrack(null)`) and releases the camera, so its
+   * light goes out; the other side sees its "camera off" state (frames stop: see
+   * `_watchFlow`) instead of a black picture. Camera on opens the same camera again and
+   * puts it back with replaceTrack: no renegotiation either way.
+   */
   setCameraOff(off) {
-    const tracks = this.localStream ? this.localStream.getVideoTracks() : [];
-    if (!tracks.length) return;
-    this.cameraOff = !!off;
-    for (const t of tracks) t.enabled = !this.cameraOff;
+    return this._cameraStep(async () => {
+      if (!off && !this.cameraAvailable) {
+        await this._addCamera();
+        return;
+      }
+      if (!this.cameraAvailable || this.closed || !!off === this.cameraOff) return;
+      if (off) {
+        this.cameraOff = true;
+        this._emit('controls', this);
+        await this._putCamera(null);
+      } else {
+        let track;
+        try {
+          track = await this._openCamera(this.cameraDeviceId).catch(() => this._openCamera(null));
+        } catch (err) {
+          this._emit('problem', deviceErrorText(err, 'video'));
+          return;
+        }
+        if (this.closed) {
+          track.stop();
+          return;
+        }
+        await this._putCamera(track);
+        this.cameraOff = false;
+      }
+      this._emit('controls', this);
+    });
+  }
+
+  /**
+   * The shopper joined without camera and now turns it on: the video transceiver, which
+   * only received, starts sending too. That changes its direction, so it is the one case
+   * that renegotiates (a new offer to the media server).
+   */
+  async _addCamera() {
+    const transceiver = this._videoTransceiver;
+    if (this.closed || !transceiver || !this.pc) return;
+    let track;
+    try {
+      track = await this._openCamera(null);
+    } catch (err) {
+      this._emit('problem', deviceErrorText(err, 'video'));
+      return;
+    }
+    if (this.closed) {
+      track.stop();
+      return;
+    }
+    this.cameraAvailable = true;
+    this.cameraOff = false;
+    await this._putCamera(track);
+    transceiver.sender.setStreams?.(this.localStream);
+    transceiver.direction = 'sendrecv';
+    await this.refreshCameras();
     this._emit('controls', this);
+    await this._enqueue(() => this._offer());
+  }
+
+  /**
+   * Front/back camera on phones (the next camera elsewhere). The current camera is stopped
+   * before the next one opens, as many phones cannot run both; if the next one fails, the
+   * previous one comes back. A camera that opens but gives no picture WebRTC can encode
+   * (the infrared or depth cameras many laptops list) is skipped for the one after it.
+   */
+  switchCamera() {
+    return this._cameraStep(async () => {
+      if (this.closed || this.cameraOff) return;
+      const cameras = await this.refreshCameras();
+      const current = this.localStream && this.localStream.getVideoTracks()[0];
+      let settings = current ? current.getSettings() : { deviceId: this.cameraDeviceId };
+      const previous = this.cameraDeviceId;
+      for (let tries = 1; tries < cameras.length; tries += 1) {
+        const next = nextCameraConstraint(settings, cameras);
+        if (!next) return;
+        await this._putCamera(null);
+        let track;
+        try {
+          track = await this._openCamera(next);
+        } catch (err) {
+          this._emit('problem', deviceErrorText(err, 'video'));
+          track = await this._openCamera(previous).catch(() => null);
+          tries = cameras.length; // back to where we were: stop here
+        }
+        if (this.closed) {
+          if (track) track.stop();
+          return;
+        }
+        await this._putCamera(track);
+        if (!track) {
+          this.cameraOff = true;
+          break;
+        }
+        if (this.state !== 'connected' || await this._encoding()) break;
+        settings = track.getSettings();
+      }
+      this._emit('controls', this);
+    });
+  }
+
+  /** Whether the video sender encodes frames (checked for up to `timeoutMs`). */
+  async _encoding(timeoutMs = 3000) {
+    const sender = this._videoSender();
+    if (!sender) return true;
+    const encoded = async () => {
+      let n = 0;
+      (await sender.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp') n += s.framesEncoded || 0;
+      });
+      return n;
+    };
+    const start = await encoded();
+    const until = performance.now() + timeoutMs;
+    while (performance.now() < until) {
+      await new Promise((resolve) => { setTimeout(resolve, 250); });
+      if (this.closed || (await encoded()) > start) return true;
+    }
+    return false;
   }
 
   get hasMicrophone() {
@@ -307,7 +552,69 @@ export class CallMedia {
   }
 
   get hasCamera() {
-    return !!(this.localStream && this.localStream.getVideoTracks().length);
+    return this.cameraAvailable;
+  }
+
+  /**
+   * Watch what arrives, twice a second: a remote video track whose frames stopped while the
+   * connection is up is "off" (the other side stopped its camera, or the server paused video
+   * for bandwidth, which a media.notice also says); when audio stopped too it is "stalled"
+   * (their network). Emits 'remote-video' {trackId, state: waiting|flowing|off|stalled}.
+   */
+  _watchFlow() {
+    clearInterval(this._flowTimer);
+    this._flowTimer = setInterval(() => this._pollFlow().catch(() => {}), FLOW_POLL_MS);
+  }
+
+  async _pollFlow() {
+    const pc = this.pc;
+    if (!pc || this.closed || this.state !== 'connected') return;
+    const report = await pc.getStats();
+    const now = performance.now();
+    let audioPackets = 0;
+    let hasAudio = false;
+    const frames = new Map();
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'audio') {
+        hasAudio = true;
+        audioPackets += s.packetsReceived || 0;
+      } else if (s.kind === 'video' && s.trackIdentifier) {
+        frames.set(s.trackIdentifier, s.framesDecoded || 0);
+      }
+    });
+    if (audioPackets > this._audioIn.packets) this._audioIn = { packets: audioPackets, at: now };
+    const audioFlowing = !hasAudio || now - this._audioIn.at < STALL_MS;
+    for (const [trackId] of this.remote) {
+      const entry = this.remote.get(trackId);
+      if (!entry || entry.track.kind !== 'video') continue;
+      const count = frames.get(trackId) ?? 0;
+      let flow = this._flow.get(trackId);
+      if (!flow) {
+        flow = { frames: count, at: 0, since: now, state: 'waiting' };
+        this._flow.set(trackId, flow);
+      }
+      let state = flow.state;
+      if (count > flow.frames) {
+        flow.at = now;
+        state = 'flowing';
+      } else if (flow.at && now - flow.at > STALL_MS) {
+        state = audioFlowing ? 'off' : 'stalled';
+      } else if (!flow.at && now - Math.max(flow.since, this._connectedAt) > NO_VIDEO_MS
+          && audioFlowing) {
+        state = 'off';
+      }
+      flow.frames = count;
+      if (state !== flow.state) {
+        flow.state = state;
+        this._emit('remote-video', { trackId, state });
+      }
+    }
+  }
+
+  /** The last known state of a remote video track (see _watchFlow). */
+  remoteVideoState(trackId) {
+    return (this._flow.get(trackId) || {}).state || 'waiting';
   }
 
   /** A summary of what is received: bitrate (kbit/s since the last call), loss, frames. */
@@ -351,6 +658,10 @@ export class CallMedia {
   close() {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this._flowTimer);
+    if (this._onDeviceChange) {
+      navigator.mediaDevices.removeEventListener?.('devicechange', this._onDeviceChange);
+    }
     this._stopLocal();
     if (this.pc) {
       try {
@@ -373,6 +684,8 @@ const MEDIA_ICONS = {
   camOff: ['M3 7h12v10H3z', 'M15 10l6-3v10l-6-3', 'M2 3l20 18'],
   hangup: ['M3 14c5-5 13-5 18 0l-2 3-4-1v-3a11 11 0 0 0-6 0v3l-4 1z'],
   user: ['M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8z', 'M4 21a8 8 0 0 1 16 0'],
+  flip: ['M4 8h3l2-3h6l2 3h3v11H4z', 'M9 13a3 3 0 0 1 5.2-2', 'M15 14a3 3 0 0 1-5.2 2',
+    'M14 9.5l.4 1.6-1.6.3', 'M10 17.5l-.4-1.6 1.6-.3'],
 };
 
 const STATE_TEXT = {
@@ -408,16 +721,25 @@ export class CallStage {
     this.audioWrap = h('div', { class: 'stage-audio', hidden: true });
     this.muteBtn = h('button', { class: 'media-btn', type: 'button', 'aria-pressed': 'false',
       onclick: () => media.setMuted(!media.muted) });
+    const report = (err) => console.warn('shopcall media: camera change failed', err);
     this.camBtn = h('button', { class: 'media-btn', type: 'button', 'aria-pressed': 'false',
-      onclick: () => media.setCameraOff(!media.cameraOff) });
+      onclick: () => media.setCameraOff(!media.cameraOff).catch(report) });
+    // Shown only when this device has more than one camera (front/back on a phone).
+    this.flipBtn = h('button', { class: 'media-btn flip', type: 'button', hidden: true,
+      onclick: () => media.switchCamera().catch(report) },
+    icon(MEDIA_ICONS.flip, { size: 20 }), h('span', { text: 'Switch camera' }));
+    this.noticePaused = false;
+    this.mirrorOn = false;
+    this.panels = h('div', { class: 'stage-panels', hidden: true });
     this.hangBtn = h('button', { class: 'media-btn hangup', type: 'button', onclick: onHangUp },
       icon(MEDIA_ICONS.hangup, { size: 20 }), h('span', { text: 'Hang up' }));
     this.controls = h('div', { class: 'stage-controls', role: 'group', 'aria-label': 'Call controls' },
-      this.muteBtn, media.kind === 'video' ? this.camBtn : null, this.hangBtn);
+      this.muteBtn, media.kind === 'video' ? this.camBtn : null,
+      media.kind === 'video' ? this.flipBtn : null, this.hangBtn);
     this.video = h('div', { class: `stage-video kind-${media.kind}` },
       this.remoteWrap, this.selfView, this.notice);
     this.el = h('section', { class: 'stage', 'aria-label': `${media.kind === 'video' ? 'Video' : 'Audio'} call` },
-      this.video, this.controls, this.audioWrap);
+      this.video, this.panels, this.controls, this.audioWrap);
     this._offs = [
       media.on('local', (stream) => {
         this._showSelf(stream);
@@ -427,6 +749,9 @@ export class CallStage {
       media.on('remote-removed', (track) => this._removeRemote(track)),
       media.on('state', (state) => this._renderState(state)),
       media.on('controls', () => this._renderControls()),
+      media.on('cameras', () => this._renderControls()),
+      media.on('mirror', () => this.setMirror(this.mirrorOn)),
+      media.on('remote-video', ({ trackId }) => this._renderRemoteState(trackId)),
     ];
     if (media.localStream) this._showSelf(media.localStream);
     for (const { track } of media.remote.values()) this._addRemote(track);
@@ -435,7 +760,7 @@ export class CallStage {
   }
 
   _showSelf(stream) {
-    if (!stream.getVideoTracks().length) return;
+    if (!stream.getVideoTracks().length || (this.mirrorOn && this.media.mirror)) return;
     this.selfVideo.srcObject = stream;
     this.selfView.hidden = false;
     this.selfVideo.play?.().catch(() => {});
@@ -452,11 +777,10 @@ export class CallStage {
       video.srcObject = stream;
       el = h('div', { class: 'remote-tile', dataset: { trackId: track.id } }, video,
         h('span', { class: 'remote-name', text: this.remoteLabel }),
-        h('div', { class: 'remote-off', hidden: true }, icon(MEDIA_ICONS.user, { size: 40 }),
-          h('span', { text: 'Camera paused' })));
-      const off = el.querySelector('.remote-off');
-      track.addEventListener('mute', () => { off.hidden = false; });
-      track.addEventListener('unmute', () => { off.hidden = true; });
+        h('div', { class: 'remote-off', role: 'status', hidden: true },
+          icon(MEDIA_ICONS.user, { size: 40 }), h('span', { class: 'remote-off-text' })));
+      this.tiles.set(track.id, el);
+      this._renderRemoteState(track.id);
       this.remoteWrap.append(el);
       video.play?.().catch(() => {});
     } else {
@@ -496,6 +820,7 @@ export class CallStage {
     this.placeholder.querySelector('.spinner').hidden = ['connected', 'failed', 'closed'].includes(state);
     this.el.dataset.state = state;
     this._layout();
+    this._renderControls(); // "Start camera" needs the connection to exist
   }
 
   _renderControls() {
@@ -509,14 +834,69 @@ export class CallStage {
       h('span', { text: m.cameraOff ? 'Start camera' : 'Stop camera' }));
     this.camBtn.setAttribute('aria-pressed', String(m.cameraOff));
     this.camBtn.classList.toggle('is-on', m.cameraOff);
-    this.camBtn.disabled = !m.hasCamera;
+    // Joined without camera: "Start camera" can still add it (video calls).
+    this.camBtn.disabled = !m.hasCamera && !m.pc;
+    this.flipBtn.hidden = !m.canSwitchCamera;
+    this.flipBtn.disabled = m.cameraOff;
     this.selfOff.hidden = !m.cameraOff;
+    this.selfView.classList.toggle('is-off', m.cameraOff);
   }
 
   /** Show (or with an empty text, hide) a banner over the video, e.g. "Video paused". */
   setNotice(text) {
     this.notice.hidden = !text;
     this.notice.textContent = text || '';
+    this.noticePaused = !!text;
+    for (const trackId of this.tiles.keys()) this._renderRemoteState(trackId);
+  }
+
+  /**
+   * What a remote video tile shows over the video: nothing while frames flow; "camera off"
+   * when its frames stopped but the connection is alive (see CallMedia._watchFlow), rather
+   * than a frozen or black picture.
+   */
+  _renderRemoteState(trackId) {
+    const el = this.tiles.get(trackId);
+    const off = el && el.querySelector && el.querySelector('.remote-off');
+    if (!off) return;
+    const state = this.media.remoteVideoState(trackId);
+    const name = this.remoteLabel;
+    let text = '';
+    if (state === 'off') {
+      text = this.noticePaused ? 'Video paused: low bandwidth' : `${name}'s camera is off`;
+    } else if (state === 'stalled') {
+      text = `Video interrupted: waiting for ${name}'s connection…`;
+    } else if (state === 'waiting') {
+      text = 'Starting video…';
+    }
+    off.hidden = !text;
+    off.dataset.state = state;
+    off.querySelector('.remote-off-text').textContent = text;
+    el.classList.toggle('is-off', !!text);
+  }
+
+  /**
+   * Try-on on: the self view shows the server's mirror (the camera with the garment drawn
+   * on it, as the other side sees it); off: the local camera again.
+   */
+  setMirror(on) {
+    this.mirrorOn = !!on;
+    const mirror = this.mirrorOn && this.media.mirror;
+    if (mirror) {
+      this.selfVideo.srcObject = new MediaStream([mirror]);
+      this.selfView.hidden = false;
+    } else if (this.media.localStream) {
+      this.selfVideo.srcObject = this.media.localStream;
+    }
+    this.selfVideo.setAttribute('aria-label', mirror ? 'You, with the garment' : 'Your camera');
+    this.selfView.classList.toggle('is-mirror', !!mirror);
+    this.selfVideo.play?.().catch(() => {});
+  }
+
+  /** Add a panel under the video (e.g. the try-on garment picker). */
+  addPanel(el) {
+    this.panels.append(el);
+    this.panels.hidden = false;
   }
 
   destroy() {

@@ -84,10 +84,23 @@ async function getToken({ refresh }) {
 }
 
 // Toasts and small helpers -------------------------------------------------------------
+/** A message in the corner for a few seconds; returns its element (to remove it early). */
 function toast(text, kind = 'info') {
   const el = h('div', { class: `toast ${kind}`, text });
   $('toasts').append(el);
   setTimeout(() => el.remove(), 6000);
+  return el;
+}
+
+// The "New request" toast of each pending offer: it must go as soon as the offer does
+// (accepted here or on another device, declined, withdrawn), not linger for its 6 s.
+const offerToasts = new Map(); // conversation id -> toast element
+
+/** Forget an offer and everything on screen that announced it. */
+function dropOffer(cid) {
+  offerToasts.get(cid)?.remove();
+  offerToasts.delete(cid);
+  return offers.delete(cid);
 }
 
 function errorText(err) {
@@ -164,7 +177,7 @@ function signOut() {
     /* ignore */
   }
   clearInterval(asyncTimer);
-  offers.clear();
+  for (const cid of [...offers.keys()]) dropOffer(cid);
   convs.clear();
   $('convs').replaceChildren();
   renderOffers();
@@ -206,7 +219,7 @@ function connect() {
   client.on('conversation.offer_withdrawn', onOfferWithdrawn);
   client.on('conversation.accepted', (m) => {
     // Accepted from another device of mine.
-    offers.delete(m.conversation_id);
+    dropOffer(m.conversation_id);
     renderOffers();
     if (!convs.has(m.conversation_id)) openColumn({ conversation_id: m.conversation_id, state: 'accepted' });
   });
@@ -237,6 +250,14 @@ function connect() {
     const col = columnForCall(m.call_id);
     if (col && col.media && m.sdp) col.media.handleServerOffer(m.sdp);
   });
+  client.on('tryon.state', (m) => {
+    // The shopper tried a garment on: say so next to the call (the video shows it).
+    const col = columnForCall(m.call_id);
+    if (!col) return;
+    col.tryOn = m.enabled ? String((m.garment && (m.garment.name || m.garment.id)) || 'a garment')
+      : null;
+    renderCall(col);
+  });
   client.on('media.notice', (m) => {
     const col = columnForCall(m.call_id);
     if (col && col.stage) col.stage.setNotice(noticeText(m));
@@ -256,7 +277,7 @@ async function onWelcome(w) {
   setQueue(w.queue || []);
 
   const mine = new Map((w.conversations || []).map((c) => [c.conversation_id, c]));
-  for (const [cid] of offers) if (!mine.has(cid)) offers.delete(cid);
+  for (const [cid] of offers) if (!mine.has(cid)) dropOffer(cid);
   for (const c of mine.values()) {
     if (c.state === 'assigned' && !offers.has(c.conversation_id)) {
       offers.set(c.conversation_id, { conversation: c, expires_at: null });
@@ -350,12 +371,13 @@ function onOffered(m) {
     transferred_by: m.transferred_by || null });
   renderOffers();
   beep();
-  toast(m.transferred_by ? `${m.transferred_by} transfers a conversation to you`
-    : 'New request from a shopper', 'info');
+  offerToasts.get(c.conversation_id)?.remove();
+  offerToasts.set(c.conversation_id, toast(m.transferred_by
+    ? `${m.transferred_by} transfers a conversation to you` : 'New request from a shopper', 'info'));
 }
 
 function onOfferWithdrawn(m) {
-  if (!offers.delete(m.conversation_id)) return;
+  if (!dropOffer(m.conversation_id)) return;
   renderOffers();
   toast(`A request ${WITHDRAWN[m.reason] || 'was withdrawn'}.`, 'warn');
 }
@@ -418,7 +440,7 @@ async function acceptOffer(cid, button) {
   button.disabled = true;
   try {
     const result = await client.request('conversation.accept', { conversation_id: cid });
-    offers.delete(cid);
+    dropOffer(cid);
     renderOffers();
     const col = openColumn(result.conversation, { fetch: false });
     for (const message of result.messages || []) addMessage(col, message, false);
@@ -427,7 +449,7 @@ async function acceptOffer(cid, button) {
   } catch (err) {
     button.disabled = false;
     if (['not_found', 'invalid_state'].includes(err.code)) {
-      offers.delete(cid);
+      dropOffer(cid);
       renderOffers();
     }
     toast(errorText(err), 'error');
@@ -445,7 +467,7 @@ async function declineOffer(cid, button) {
       return;
     }
   }
-  offers.delete(cid);
+  dropOffer(cid);
   renderOffers();
 }
 
@@ -490,9 +512,15 @@ async function resume(col) {
       { conversation_id: col.id, after_seq: col.lastSeq });
     if (result.conversation) {
       Object.assign(col.summary, result.conversation);
-      col.call = result.conversation.call || col.call;
+      const call = result.conversation.call || null;
+      if (col.call && (!call || call.call_id !== col.call.call_id)) {
+        onCallGone(col.call.call_id, 'ended'); // ended while we were disconnected
+      }
+      col.call = call;
       renderHeader(col);
       renderCall(col);
+      // A call is running and this page has no media for it (reloaded): rejoin it.
+      if (call && result.join && result.join.call_id === call.call_id) onCall(call, result.join);
     }
     for (const message of result.messages || []) addMessage(col, message, false);
     for (const [clientId, item] of col.outbox) if (item.retryable) send(col, item.payload, clientId);
@@ -929,8 +957,11 @@ function renderCall(col) {
     const fromShopper = String(call.proposed_by || '').startsWith('shopper');
     if (call.started_at != null) {
       items.push(h('span', { class: 'call-state live', text: `${kind} in progress` }));
-      if (!col.join || col.join.media_available === false) {
+      if (col.tryOn) items.push(h('span', { class: 'tag accent', text: `Try-on: ${col.tryOn}` }));
+      if (col.join && col.join.media_available === false) {
         items.push(h('span', { class: 'muted small', text: 'Media is not available on this server: keep chatting.' }));
+      } else if (!col.join) {
+        items.push(h('span', { class: 'muted small', text: 'Rejoining the call…' }));
       }
       if (!col.stage) {
         items.push(h('button', { class: 'btn danger small', type: 'button', text: 'End call',

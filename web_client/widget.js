@@ -262,6 +262,7 @@ function ensureClient(timeoutMs = 15000) {
     if (callMedia && m.call_id === callMedia.callId && m.sdp) callMedia.handleServerOffer(m.sdp);
   });
   client.on('media.notice', onMediaNotice);
+  client.on('tryon.state', onTryOnState);
   client.on('async.answered', (m) => m.async_message && showAnswer(m.async_message));
   client.start().catch(() => {});
   return ensureClient(timeoutMs);
@@ -327,6 +328,15 @@ async function resume(summary) {
   applySummary(result.conversation || summary);
   for (const message of result.messages || []) addMessage(message, !fresh);
   if (!LIVE.has(conv.state)) return;
+  // A call is running and this page has no media for it (reloaded, or a new tab): the
+  // server gave us our join information again; ask before turning the camera back on.
+  const join = result.join;
+  if (join && conv.call && conv.call.call_id === join.call_id && conv.call.started_at != null
+      && !callMedia && !consent) {
+    conv.join = join;
+    startMedia(conv.call, join, { rejoin: true });
+    renderCall();
+  }
   // Messages typed while offline: the same id makes the resend idempotent.
   for (const [clientId, item] of conv.outbox) {
     if (item.status !== 'failed' || item.retryable) sendText(item.text, clientId);
@@ -340,6 +350,9 @@ function applySummary(summary) {
   conv.staff = summary.staff || conv.staff;
   if ('position' in summary) conv.position = summary.position;
   if ('estimated_wait_s' in summary) conv.wait = summary.estimated_wait_s;
+  if (conv.call && (!summary.call || summary.call.call_id !== conv.call.call_id)) {
+    onCallGone(conv.call.call_id, 'ended'); // ended while this page was not connected
+  }
   if (summary.call) conv.call = summary.call;
   if (conv.state === 'accepted') saveSession({ accepted: true });
   updateChatStatus();
@@ -423,7 +436,9 @@ async function renderHome() {
     h('p', { class: 'fine' }, 'Prefer to write? ',
       h('button', { class: 'link', type: 'button', text: 'Leave us a message',
         onclick: () => renderLeaveForm() })),
-    h('div', { class: 'error-slot' }));
+    h('div', { class: 'error-slot' }),
+    h('p', { class: 'reassure' }, icon(ICONS.check, { size: 16 }),
+      'Free advice from our store team. Your camera only turns on if you say so.'));
 }
 
 async function startConversation(channel, answers = {}) {
@@ -589,6 +604,10 @@ function renderChat() {
   });
   actionsEl = h('div', { class: 'chat-actions' });
   show('chat', statusEl, callBar, stageSlot, logEl, typingEl, composer, actionsEl);
+  if (!conv.messages.size && !conv.outbox.size && conv.state !== 'accepted') {
+    // While waiting: say that writing now is useful (the specialist gets it on joining).
+    logEl.append(h('li', { class: 'hint', text: 'Tell us what you are looking for while we find a specialist: they will read it as soon as they join.' }));
+  }
   for (const seq of [...conv.messages.keys()].sort((a, b) => a - b)) renderMessage(conv.messages.get(seq));
   for (const [clientId, item] of conv.outbox) renderPending(clientId, item);
   updateChatStatus();
@@ -700,6 +719,7 @@ function addMessage(message, live) {
 
 function renderMessage(message) {
   if (!logEl) return;
+  logEl.querySelector('li.hint')?.remove();
   const mine = message.from === 'shopper';
   const who = mine ? 'You' : (conv.staff && conv.staff.name) || 'Specialist';
   let content;
@@ -739,6 +759,7 @@ function productCard(card) {
 
 function renderPending(clientId, item) {
   if (!logEl) return;
+  logEl.querySelector('li.hint')?.remove();
   let li = logEl.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`);
   const meta = item.status === 'failed'
     ? h('span', { class: 'meta failed' }, 'Not sent. ',
@@ -782,6 +803,7 @@ function scrollLog() {
 
 function addNote(text) {
   if (!logEl) return;
+  logEl.querySelector('li.hint')?.remove();
   logEl.append(h('li', { class: 'note', text }));
   scrollLog();
 }
@@ -1069,14 +1091,15 @@ function staffName() {
   return (conv && conv.staff && conv.staff.name) || 'The specialist';
 }
 
-/** The call started: ask before opening the camera or microphone. */
-function startMedia(call, join) {
+/** The call started (or is running when this page came back): ask before opening the
+ * camera or microphone. */
+function startMedia(call, join, { rejoin = false } = {}) {
   stopMedia();
   if (!join || join.media_available === false) {
     conv.callNote = 'Call started, but media is not available on this server. You can keep chatting.';
     return;
   }
-  consent = { call, join };
+  consent = { call, join, rejoin };
   announce(call.kind === 'video' ? 'Turn on camera?' : 'Turn on microphone?');
 }
 
@@ -1099,6 +1122,7 @@ function joinCall(camera) {
   media.on('state', (state) => {
     if (state === 'connected') announce(`Connected with ${staffName()}`);
   });
+  if (media.kind === 'video') offerTryOn(call, callStage);
   clearInterval(callTimer);
   callTimer = setInterval(updateCallClock, 1000);
   renderCall();
@@ -1113,6 +1137,7 @@ function stopMedia() {
   if (callMedia) callMedia.close();
   callStage = null;
   callMedia = null;
+  tryOnPicker = null;
   panel.classList.remove('in-call');
 }
 
@@ -1160,7 +1185,9 @@ function consentCard(call) {
   return h('div', { class: 'consent', role: 'alertdialog', 'aria-labelledby': 'sc-consent-title',
     'aria-describedby': 'sc-consent-text' },
   h('div', { class: 'consent-icon', 'aria-hidden': 'true' }, icon(video ? ICONS.video : ICONS.phone, { size: 26 })),
-  h('h3', { id: 'sc-consent-title', text: video ? 'Turn on camera?' : 'Turn on microphone?' }),
+  h('h3', { id: 'sc-consent-title', text: consent && consent.rejoin
+    ? `Rejoin the ${video ? 'video' : 'audio'} call?`
+    : video ? 'Turn on camera?' : 'Turn on microphone?' }),
   h('p', { id: 'sc-consent-text', text: video
     ? `${name} will see and hear you. You can mute or stop your camera at any time, and you will see ${name.split(' ')[0]} either way.`
     : `${name} will hear you. You can mute your microphone at any time.` }),
@@ -1236,6 +1263,74 @@ async function callAction(type, call) {
       ? 'Calls are not available on this server right now. You can keep chatting.'
       : errorText(err));
   }
+}
+
+// Virtual try-on ----------------------------------------------------------------------
+// Shown in video calls only when the server offers try-on for this store and has garments
+// (GET /api/garments); the shopper picks a garment, the media server draws it on their
+// camera picture, which the specialist sees and which comes back as the shopper's mirror
+// (shown in the self view). `tryon.set` asks, `tryon.state` tells other devices.
+
+/** @returns {Promise<{id: string, name: string, image: string|null}[]>} */
+async function loadGarments() {
+  let data;
+  try {
+    data = await fetchJson(api('/api/garments'), { token: session.token });
+  } catch {
+    return []; // no catalogue endpoint: a server without try-on
+  }
+  const stores = Array.isArray(data && data.stores) ? data.stores : [];
+  if (!data || !data.enabled || (stores.length && !stores.includes(config.store))) return [];
+  return (Array.isArray(data.garments) ? data.garments : []).filter((g) => g && g.id)
+    .map((g) => ({ id: String(g.id), name: String(g.name || g.id),
+      image: /^data:image\/png;base64,/.test(g.thumbnail || '') ? g.thumbnail : null }));
+}
+
+let tryOnPicker = null; // {callId, el, set(state)}
+
+async function offerTryOn(call, stage) {
+  const list = await loadGarments();
+  if (!list.length || !callStage || callStage !== stage || !conv || !conv.call
+      || conv.call.call_id !== call.call_id) return;
+  const name = `sc-tryon-${call.call_id}`;
+  const status = h('p', { class: 'tryon-status', role: 'status' });
+  let current = '';
+  const option = (id, label, image) => h('label', { class: 'tryon-opt' },
+    h('input', { type: 'radio', name, value: id, class: 'vh-input', checked: id === '',
+      onchange: () => choose(id) }),
+    image ? h('img', { src: image, alt: '' }) : null,
+    h('span', { text: label }));
+  const el = h('fieldset', { class: 'tryon' },
+    h('legend', { text: 'Try it on' }),
+    h('div', { class: 'tryon-list' }, option('', 'Off', null),
+      list.map((g) => option(g.id, g.name, g.image))),
+    status);
+  const set = (state) => {
+    const garment = state && state.enabled ? state.garment : null;
+    current = garment ? String(garment.id) : '';
+    for (const input of el.querySelectorAll('input')) input.checked = input.value === current;
+    status.textContent = garment
+      ? `${garment.name || garment.id}: ${staffName().split(' ')[0]} sees it on you too` : '';
+    stage.setMirror(!!garment);
+  };
+  const choose = async (id) => {
+    const fields = { call_id: call.call_id, enabled: !!id };
+    if (id) fields.garment_id = id;
+    status.textContent = id ? 'Putting it on…' : '';
+    try {
+      set(await client.request('tryon.set', fields));
+    } catch (err) {
+      for (const input of el.querySelectorAll('input')) input.checked = input.value === current;
+      status.textContent = ['tryon_unavailable', 'unknown_type'].includes(err.code)
+        ? 'Try-on is not available right now.' : errorText(err);
+    }
+  };
+  tryOnPicker = { callId: call.call_id, el, set };
+  stage.addPanel(el);
+}
+
+function onTryOnState(event) {
+  if (tryOnPicker && event && event.call_id === tryOnPicker.callId) tryOnPicker.set(event);
 }
 
 // Start --------------------------------------------------------------------------------
