@@ -16,7 +16,9 @@ an attribute, those tests fail first.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +31,13 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
+    RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 log = logging.getLogger(__name__)
+# a=extmap:<id>[/<direction>] <uri> [attributes]
+_EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)", re.MULTILINE)
 
 AIORTC_VERSION = "1.16.0"
 
@@ -179,6 +184,54 @@ class PeerAdapter:
             transceiver.sender._stream_id = stream_id  # aiortc writes it into a=msid
         self.adopt_transceivers()
         return next(s for s in self.send_slots if s.transceiver is transceiver)
+
+    async def create_offer(self) -> RTCSessionDescription:
+        """A server offer (renegotiation) that keeps what was agreed with this peer before.
+
+        aiortc numbers payload types and RTP header extensions its own way in every offer
+        it makes, ignoring an earlier negotiation. After a browser's offer chose other
+        numbers, Chromium refuses such an offer ("RTP extension ID reassignment not
+        supported"), and a re-numbered payload type would be misread on both sides. So
+        while aiortc builds the offer, each kind's codecs are the ones negotiated before
+        (the peer's payload types) and each extension URI keeps the peer's id; new
+        m-sections get the same numbering as the existing ones of their kind.
+        """
+        import aiortc.rtcpeerconnection as rpc
+
+        negotiated: dict[str, list[Any]] = {}
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.currentDirection is not None and transceiver._codecs:
+                negotiated.setdefault(transceiver.kind, list(transceiver._codecs))
+        agreed: dict[str, int] = {}
+        remote = self.pc.remoteDescription
+        if remote is not None:
+            for match in _EXTMAP.finditer(remote.sdp):
+                agreed.setdefault(match.group(3), int(match.group(1)))
+        used = set(agreed.values())
+        extensions: dict[str, list[Any]] = {}
+        for kind, defaults in rpc.HEADER_EXTENSIONS.items():
+            extensions[kind] = []
+            for extension in defaults:
+                ext_id = agreed.get(extension.uri)
+                if ext_id is None:
+                    ext_id = next(i for i in range(1, 15) if i not in used)
+                    used.add(ext_id)
+                    agreed[extension.uri] = ext_id
+                extensions[kind].append(dataclasses.replace(extension, id=ext_id))
+        original_filter = rpc.filter_preferred_codecs
+        original_extensions = rpc.HEADER_EXTENSIONS
+
+        def keep_negotiated(codecs: list[Any], preferred: list[Any]) -> list[Any]:
+            kind = codecs[0].mimeType.split("/")[0].lower() if codecs else ""
+            return original_filter(negotiated.get(kind, codecs), preferred)
+
+        rpc.filter_preferred_codecs = keep_negotiated  # type: ignore[assignment]
+        rpc.HEADER_EXTENSIONS = extensions  # type: ignore[assignment]
+        try:
+            return await self.pc.createOffer()
+        finally:
+            rpc.filter_preferred_codecs = original_filter
+            rpc.HEADER_EXTENSIONS = original_extensions
 
     @staticmethod
     def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:

@@ -136,7 +136,7 @@ class Participant:
             return
         self._renegotiating = True
         self._prefer_session_codec()
-        offer = await self.peer.pc.createOffer()
+        offer = await self.peer.create_offer()
         await self.peer.pc.setLocalDescription(offer)
         self.router.notify(self.id, {"type": "media.offer",
                                      "sdp": self.peer.pc.localDescription.sdp})
@@ -156,6 +156,8 @@ class Participant:
 
     def _learn_payload_types(self) -> None:
         for slot in self.peer.recv_slots:
+            if slot.transceiver.currentDirection not in ("sendrecv", "recvonly"):
+                continue  # an m-section we only send on: its codecs say nothing of input
             for codec in self.peer.negotiated_codecs(slot.transceiver):
                 self._pt_map[codec.payloadType] = (slot, codec)
 

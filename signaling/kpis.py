@@ -70,7 +70,9 @@ __all__ = [
     "staffing_plan",
 ]
 
-CHANNELS = ("chat", "audio", "video")  # in order of richness
+# In order of richness. "video_tryon": a video call in which the shopper turned virtual
+# try-on on at least once; "video" is a video call without it.
+CHANNELS = ("chat", "audio", "video", "video_tryon")
 _RANK = {c: i for i, c in enumerate(CHANNELS)}
 ONLINE = "online"
 WEEK_HOURS = 7 * 24
@@ -316,13 +318,15 @@ def handling_segments(events: Iterable[EventRecord]) -> tuple[Segment, ...]:
     return tuple(out)
 
 
-def reporting_channel(opened_channel: str, calls: Iterable[CallRecord]) -> str:
-    """The richest of the opening channel and the kinds of calls that started."""
+def reporting_channel(opened_channel: str, calls: Iterable[CallRecord], *,
+                      tryon: bool = False) -> str:
+    """The richest of the opening channel and the kinds of calls that started; a video
+    conversation in which try-on was used counts as "video_tryon"."""
     best = opened_channel if opened_channel in _RANK else "chat"
     for c in calls:
         if c.started_at is not None and c.kind in _RANK and _RANK[c.kind] > _RANK[best]:
             best = c.kind
-    return best
+    return "video_tryon" if tryon and best == "video" else best
 
 
 def attributed_store(requested: str | None, last_handler_store: str | None) -> str | None:

@@ -66,6 +66,7 @@ class EventKind(StrEnum):
     CALL_DECLINED = "call_declined"
     CALL_STARTED = "call_started"
     CALL_ENDED = "call_ended"
+    TRYON = "tryon"  # the shopper turned virtual try-on on (or switched garment) in a call
     MISSED = "missed"
     ASYNC_LEFT = "async_left"
     ASYNC_ANSWERED = "async_answered"

@@ -170,7 +170,7 @@ def build_openapi() -> dict[str, Any]:
             "joined to conversion); each figure lists the conversations behind it",
             "operator", {"200": _report_ok(), **_errors(400, 401, 403)},
             parameters=[*_PERIOD, _query("store", "store id"),
-                        _query("channel", "chat, audio or video",
+                        _query("channel", "chat, audio, video (without try-on) or video_tryon",
                                {"type": "string", "enum": ["chat", "audio", "video"]}),
                         _query("skill", "skill")])},
         "/api/reports/staff": {"get": op(
@@ -182,7 +182,7 @@ def build_openapi() -> dict[str, Any]:
             " each listing its conversations", "operator",
             {"200": _report_ok(), **_errors(400, 401, 403)},
             parameters=[*_PERIOD, _query("store", "store id"),
-                        _query("channel", "chat, audio or video",
+                        _query("channel", "chat, audio, video (without try-on) or video_tryon",
                                {"type": "string", "enum": ["chat", "audio", "video"]}),
                         _query("skill", "skill"),
                         _query("tz", "IANA time zone of the days (default UTC)")])},

@@ -44,7 +44,7 @@ __all__ = ["PeriodData", "SQLiteReports", "build_records"]
 
 WEEK_S = 7 * 86400
 _BUSY_TIMEOUT_MS = 10_000
-_EVENT_KINDS = ("accepted", "transferred", "staff_lost", "closed", "missed")
+_EVENT_KINDS = ("accepted", "transferred", "staff_lost", "closed", "missed", "tryon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +254,8 @@ def build_records(conversations: Sequence[Any], events: dict[str, list[EventReco
         out.append(ConversationRecord(
             id=cid,
             store=attributed_store(c["store_id"], store_of_staff.get(last_staff or "")),
-            channel=reporting_channel(c["channel"], conv_calls),
+            channel=reporting_channel(c["channel"], conv_calls,
+                                      tryon=any(e.kind == "tryon" for e in evs)),
             skill=c["skill"],
             opened_at=c["opened_at"],
             accepted_at=min(accepted) if accepted else None,

@@ -972,6 +972,11 @@ class Switchboard:
         public = {"call_id": call.id, "conversation_id": conv.id,
                   "participant_id": participant, "enabled": state["enabled"],
                   "garment": state["garment"]}
+        if state["enabled"]:  # reports split video conversations with and without try-on
+            garment = state["garment"] or {}
+            self._write(self.storage.update_conversation(self._snapshot(conv), [self._event(
+                conv, EventKind.TRYON, self.clock(), participant, call_id=call.id,
+                garment_id=garment.get("id"), sku=garment.get("sku"))]))
         self._send_both(conv, {"type": "tryon.state", **public}, skip=conn)
         return public
 

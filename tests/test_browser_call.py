@@ -288,9 +288,8 @@ def test_camera_off_shows_camera_off_not_black(tmp_path: Path, contexts: Context
                     cams.shopper_thumb)
 
 
-# Chromium's refusal of the media server's offer adding the try-on mirror m-section: the
-# offer renumbers RTP header extensions negotiated before (mediaserver, not the widget).
-KNOWN_MIRROR_BUG = "RTP extension ID reassignment not supported"
+# What Chromium says when a server offer renumbers RTP header extensions agreed before.
+EXTENSION_REASSIGNED = "RTP extension ID reassignment not supported"
 
 # The self view's track (the local camera, or the try-on mirror) and its decoded frames.
 SELF_VIEW = """
@@ -350,16 +349,13 @@ def test_tryon_garment_picker(tmp_path: Path, contexts: Contexts, cams: Cameras,
         wait_for(call.staff, lambda: staff_change() > before + 8,
                  "the garment on the staff member's picture")
         snap(call.staff, "staff-console-tryon")
-        # The mirror needs the server's renegotiation offer (one more m-section) to be
-        # accepted by Chromium; see KNOWN_MIRROR_BUG.
-        mirror_refused = any(KNOWN_MIRROR_BUG in line for line in contexts.console)
-        if not mirror_refused:
-            wait_for(call.shopper, lambda: ((call.shopper.evaluate(SELF_VIEW) or {})
-                                            .get("frames") or 0) > 10, "the mirror decoding")
-            mirror = call.shopper.evaluate(SELF_VIEW)
-            assert mirror["mirror"] and mirror["label"] == "You, with the garment", mirror
-        else:  # the widget keeps the plain self view rather than an empty one
-            assert not call.shopper.evaluate(SELF_VIEW)["mirror"]
+        # The mirror came with the server's renegotiation offer (one more m-section), which
+        # Chromium accepts only if it keeps the extension ids agreed before.
+        assert not any(EXTENSION_REASSIGNED in line for line in contexts.console)
+        wait_for(call.shopper, lambda: ((call.shopper.evaluate(SELF_VIEW) or {})
+                                        .get("frames") or 0) > 10, "the mirror decoding")
+        mirror = call.shopper.evaluate(SELF_VIEW)
+        assert mirror["mirror"] and mirror["label"] == "You, with the garment", mirror
         snap(call.shopper, "widget-call-tryon")
 
         options.filter(has_text="Off").click()
@@ -368,9 +364,6 @@ def test_tryon_garment_picker(tmp_path: Path, contexts: Contexts, cams: Cameras,
                  .get("mirror", True), "the plain self view")
         wait_for(call.staff, lambda: staff_change() < before + 4,
                  "the staff member's picture back to the plain camera")
-        if mirror_refused:
-            pytest.xfail("server bug: Chromium refuses the SFU's renegotiation offer that adds "
-                         f"the try-on mirror ({KNOWN_MIRROR_BUG}...)")
 
 
 @inside

@@ -155,6 +155,15 @@ def _chat_call_and_rate(server: ServerProcess, staff_ctx: Any, shopper_ctx: Any,
     assert_sees(shopper, "shopper", cams.staff_thumb, cams.shopper_thumb)
     assert_sees(staff, "staff", cams.shopper_thumb, cams.staff_thumb)
 
+    # Browsers publish VP8 with temporal layers (L1T3), so the SFU can thin them for a
+    # weak link; the operator view shows the layers arriving from both cameras.
+    if live[0]["codec"] == "video/VP8":
+        [media] = api(server, "/api/media-sessions",
+                      server.token(Role.OPERATOR, "ops"))["media_sessions"]
+        published = [p for person in media["participants"] for p in person["publishing"]
+                     if p["kind"] == "video"]
+        assert len(published) == 2 and all(p["temporal_layers"] for p in published), media
+
     expect(column.locator(".quality")).to_contain_text("frames")
     expect(column.locator(".quality")).to_contain_text("In ")
     expect(widget.locator(".stage-self")).to_be_visible()

@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from signaling.auth import TokenIssuer
 from signaling.model import Role, StaffMember
 
@@ -69,15 +67,12 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run(tmp_path, "token", "operator", "x", "--ttl", "-1").returncode == 2
 
 
-def test_bench_placeholder(tmp_path: Path) -> None:
-    try:
-        import benchmarks.cli  # noqa: F401
-    except ImportError:
-        result = run(tmp_path, "bench", "--clients", "10")
-        assert result.returncode == 2
-        assert "shopcall bench is not available in this build" in result.stderr
-    else:
-        pytest.skip("benchmarks.cli exists")
+def test_bench_is_forwarded_to_the_load_tool(tmp_path: Path) -> None:
+    result = run(tmp_path, "bench", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--find-capacity" in result.stdout and "--sessions" in result.stdout
+    result = run(tmp_path, "bench", "--sessions", "-3")
+    assert result.returncode == 2 and "sessions" in result.stderr
 
 
 def test_migrate(tmp_path: Path) -> None:

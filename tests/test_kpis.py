@@ -224,6 +224,10 @@ def test_segments_channel_store_and_presence() -> None:
     assert reporting_channel("chat", [started, proposed]) == "audio"
     assert reporting_channel("video", [started]) == "video"
     assert reporting_channel("chat", [proposed]) == "chat"
+    video = CallRecord("v", "video", 1.0, 2.0)
+    assert reporting_channel("chat", [video], tryon=True) == "video_tryon"
+    assert reporting_channel("chat", [video], tryon=False) == "video"
+    assert reporting_channel("chat", [started], tryon=True) == "audio"  # no video, no try-on
     assert attributed_store("paris", "lyon") == "paris"
     assert attributed_store(None, "lyon") == "lyon"
     assert attributed_store(None, None) is None

@@ -104,6 +104,14 @@ async def test_shopper_turns_tryon_on_and_staff_sees_it(tryon_server: ServerProc
         assert notice["enabled"] is False and notice["garment"] is None
         await until(lambda: changed(view.last.to_ndarray(format="bgr24"),
                                     photo).mean() < 0.01, "the plain camera again")
+
+        # Reports count this conversation as a video conversation with try-on.
+        await shopper.ok("call.end", call_id=call_id)
+        for channel, expected in (("video_tryon", 1), ("video", 0)):
+            status, kpis = await http(
+                "GET", f"{tryon_server.base_url}/api/reports/kpis?channel={channel}", ops)
+            assert status == 200, kpis
+            assert kpis["figures"]["conversations"]["value"] == expected, (channel, kpis)
     finally:
         for task in answering:
             task.cancel()

@@ -171,8 +171,16 @@ export class CallMedia {
     pc.addTransceiver(audio || 'audio',
       { direction: audio ? 'sendrecv' : 'recvonly', streams: audio ? [stream] : [] });
     if (this.kind === 'video') {
-      this._videoTransceiver = pc.addTransceiver(video || 'video',
-        { direction: video ? 'sendrecv' : 'recvonly', streams: video ? [stream] : [] });
+      const init = { direction: video ? 'sendrecv' : 'recvonly', streams: video ? [stream] : [] };
+      // Three temporal layers (VP8 L1T3): the media server can then send a store with a
+      // weak link fewer frames per second while others get them all. Browsers without
+      // scalabilityMode send a single layer, which the server simply forwards.
+      try {
+        this._videoTransceiver = pc.addTransceiver(video || 'video',
+          video ? { ...init, sendEncodings: [{ scalabilityMode: 'L1T3' }] } : init);
+      } catch (err) {
+        this._videoTransceiver = pc.addTransceiver(video || 'video', init);
+      }
     }
     this._setState('connecting');
     await this._enqueue(() => this._offer());

@@ -1,0 +1,97 @@
+"""mediaserver/aiortc_adapter.py directly: the one module that reaches into aiortc.
+
+Server offers (renegotiation) must keep the payload types and RTP header extension ids the
+peer chose earlier. Browsers number them differently from aiortc (Chromium: VP8 96, opus
+111, sdes:mid 4...), and Chromium refuses an offer that renumbers an extension. The peer
+here is an aiortc offer rewritten to Chromium's numbering, so the test needs no browser
+(tests/test_browser_call.py covers the browser itself: the try-on mirror m-section).
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import HEADER_EXTENSIONS
+from aiortc.mediastreams import AudioStreamTrack
+
+from mediaserver.aiortc_adapter import PeerAdapter, RelayTrack
+
+from .media_peers import ColourCamera
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def _renumber(sdp: str, pt_map: dict[int, int], ext_map: dict[int, int]) -> str:
+    def pt(match: re.Match[str]) -> str:
+        return match.group(1) + str(pt_map.get(int(match.group(2)), int(match.group(2))))
+
+    sdp = re.sub(r"(a=(?:rtpmap|fmtp|rtcp-fb):)(\d+)", pt, sdp)
+    sdp = re.sub(r"(apt=)(\d+)", pt, sdp)
+    sdp = re.sub(r"^(m=\w+ \d+ \S+ )([\d ]+)$", lambda m: m.group(1) + " ".join(
+        str(pt_map.get(int(p), int(p))) for p in m.group(2).split()), sdp, flags=re.MULTILINE)
+    def ext(match: re.Match[str]) -> str:
+        old = int(match.group(1))
+        return f"a=extmap:{ext_map.get(old, old)}"
+
+    return re.sub(r"a=extmap:(\d+)", ext, sdp)
+
+
+def _extmap(section: str) -> dict[str, int]:
+    return {uri: int(i) for i, uri in re.findall(r"a=extmap:(\d+)(?:/\w+)? (\S+)", section)}
+
+
+def _payload_types(section: str) -> dict[str, int]:
+    return {name.lower(): int(p) for p, name in re.findall(r"a=rtpmap:(\d+) ([\w-]+)/", section)}
+
+
+async def test_server_offer_keeps_the_peers_numbering() -> None:
+    client = RTCPeerConnection()
+    client.addTrack(AudioStreamTrack())
+    client.addTrack(ColourCamera((0, 0, 255)))
+    await client.setLocalDescription(await client.createOffer())
+    ours = _payload_types(client.localDescription.sdp)
+    # Chromium's numbers: opus 111, VP8 96 (its RTX 125); sdes:mid 4, abs-send-time 9.
+    mapping = {ours["opus"]: 111, ours["vp8"]: 96}
+    rtx = re.search(rf"a=fmtp:(\d+) apt={ours['vp8']}\b", client.localDescription.sdp)
+    assert rtx is not None
+    mapping[int(rtx.group(1))] = 125
+    ids = {e.id: {MID: 4, ABS_SEND_TIME: 9}.get(e.uri, e.id)
+           for kind in ("audio", "video") for e in HEADER_EXTENSIONS[kind]}
+    browser_offer = _renumber(client.localDescription.sdp, mapping, ids)
+
+    server = PeerAdapter()
+    try:
+        await server.pc.setRemoteDescription(RTCSessionDescription(browser_offer, "offer"))
+        server.adopt_transceivers()
+        for transceiver in server.pc.getTransceivers():
+            server.pc.addTrack(RelayTrack(transceiver.kind))
+        await server.pc.setLocalDescription(await server.pc.createAnswer())
+        server.add_send_slot("video", stream_id="tryon-mirror")  # a new m-section
+
+        offer = await server.create_offer()
+        sections = offer.sdp.split("\nm=")[1:]
+        assert len(sections) == 3
+        for section in sections:
+            assert _extmap(section)[MID] == 4, section
+            if section.startswith("video"):
+                assert _extmap(section)[ABS_SEND_TIME] == 9, section
+                assert _payload_types(section)["vp8"] == 96, section
+                assert re.search(r"a=fmtp:125 apt=96\b", section), section
+            else:
+                assert _payload_types(section)["opus"] == 111, section
+        # The new m-section is named for the browser, and the offer is one aiortc accepts.
+        assert "tryon-mirror" in sections[2]
+        await server.pc.setLocalDescription(offer)
+
+        # aiortc's module-wide defaults were left alone for every other connection.
+        assert {e.uri: e.id for e in HEADER_EXTENSIONS["video"]}[MID] == 1
+        plain = PeerAdapter()
+        plain.pc.addTrack(RelayTrack("video"))
+        fresh = await plain.pc.createOffer()
+        assert _extmap(fresh.sdp)[MID] == 1 and _payload_types(fresh.sdp)["vp8"] != 96
+        await plain.close()
+    finally:
+        await server.close()
+        await client.close()
