@@ -18,6 +18,7 @@ import { h, icon } from './ui.js';
 
 const GATHER_TIMEOUT_MS = 5000;
 const MAX_RESTARTS = 2;
+const DISCONNECT_RESTART_MS = 3000;
 const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 },
   frameRate: { ideal: 30, max: 30 } };
 // Remote video is "off" when no frame was decoded for this long while the connection is up.
@@ -402,18 +403,32 @@ export class CallMedia {
         break;
       case 'disconnected':
         this._setState('reconnecting');
+        // A network change (Wi-Fi to 4G, a new address) leaves the old path dead; waiting
+        // for "failed" takes ~30 s. Restart ICE if the path has not come back shortly.
+        clearTimeout(this._disconnectTimer);
+        this._disconnectTimer = setTimeout(() => {
+          if (this.pc === pc && !this.closed && pc.connectionState === 'disconnected') {
+            this._restartIce();
+          }
+        }, DISCONNECT_RESTART_MS);
         break;
       case 'failed':
-        if (this._restarts < MAX_RESTARTS) {
-          this._restarts += 1;
-          this._setState('reconnecting');
-          this._enqueue(() => this._offer({ iceRestart: true })).catch(() => {});
-        } else {
-          this._fail(new ShopcallError('media_failed', 'the media connection failed'));
-        }
+        this._restartIce();
         break;
       default:
         break;
+    }
+  }
+
+  _restartIce() {
+    clearTimeout(this._disconnectTimer);
+    if (this._restarts < MAX_RESTARTS) {
+      this._restarts += 1;
+      this.iceRestarts = (this.iceRestarts || 0) + 1;
+      this._setState('reconnecting');
+      this._enqueue(() => this._offer({ iceRestart: true })).catch(() => {});
+    } else {
+      this._fail(new ShopcallError('media_failed', 'the media connection failed'));
     }
   }
 
@@ -667,6 +682,7 @@ export class CallMedia {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this._flowTimer);
+    clearTimeout(this._disconnectTimer);
     if (this._onDeviceChange) {
       navigator.mediaDevices.removeEventListener?.('devicechange', this._onDeviceChange);
     }
