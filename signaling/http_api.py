@@ -267,20 +267,31 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 @routes.post("/api/conversations/{conversation_id}/outcome")
 async def report_outcome(request: web.Request) -> web.Response:
-    """The shop's back end reports whether the conversation led to an order."""
-    who = principal(request, Role.OPERATOR)
+    """Whether the conversation led to an order: from the shop's back end (operator token),
+    or from a staff member who handled it, when the shop has no back-end feed."""
+    who = principal(request, Role.OPERATOR, Role.STAFF)
     body = await body_of(request, OutcomeBody)
     storage = request.app[STORAGE]
     cid = request.match_info["conversation_id"]
-    if await storage.get_conversation(cid) is None:
+    await request.app[SWITCHBOARD].flush()
+    conv = await storage.get_conversation(cid)
+    if conv is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {cid!r}")
+    actor = f"{who.role.value}:{who.subject}"
+    if who.role is Role.STAFF and conv.staff_id != who.subject and not any(
+            e.kind == EventKind.ACCEPTED and e.actor == actor
+            for e in await storage.list_events(cid)):
+        raise ProtocolError(ErrorCode.FORBIDDEN,
+                            "only a staff member who handled this conversation can record "
+                            "its outcome")
     if body.order_placed and body.order_value is not None and body.currency is None:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "currency: needed with order_value")
+    if not body.order_placed and body.order_value:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "order_value: only with an order placed")
     now = time.time()
-    outcome = Outcome(cid, body.order_placed, body.order_value, body.currency,
-                      f"operator:{who.subject}", now)
+    outcome = Outcome(cid, body.order_placed, body.order_value, body.currency, actor, now)
     await storage.set_outcome(outcome, [ConversationEvent(
-        cid, EventKind.OUTCOME, now, f"operator:{who.subject}", body.model_dump())])
+        cid, EventKind.OUTCOME, now, actor, body.model_dump())])
     return web.json_response({"conversation_id": cid, **body.model_dump(), "at": now})
 
 

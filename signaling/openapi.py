@@ -119,8 +119,9 @@ def build_openapi() -> dict[str, Any]:
             {"200": _json(_OBJ), **_errors(401, 403, 404)},
             parameters=[_path("conversation_id")])},
         "/api/conversations/{conversation_id}/outcome": {"post": op(
-            "Report the business outcome (order placed, value) of a conversation",
-            "operator", {"200": _json(_OBJ), **_errors(400, 401, 403, 404)},
+            "Report the business outcome (order placed, value) of a conversation: the "
+            "shop's back end, or a staff member who handled it",
+            "operator, staff (who handled it)", {"200": _json(_OBJ), **_errors(400, 401, 403, 404)},
             parameters=[_path("conversation_id")], requestBody=bodies[OutcomeBody])},
         "/api/async-messages": {"get": op(
             "Messages shoppers left when nobody was free (staff: their store and skills)",

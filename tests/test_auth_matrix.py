@@ -186,7 +186,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "list_conversations": Endpoint("GET", "/api/conversations", _ALL, "conversations"),
     "get_conversation": Endpoint("GET", "/api/conversations/{cid_a}", _ALL, "conversation"),
     "report_outcome": Endpoint(
-        "POST", "/api/conversations/{cid_a}/outcome", frozenset({Role.OPERATOR}),
+        "POST", "/api/conversations/{cid_a}/outcome", frozenset({Role.OPERATOR, Role.STAFF}),
         "conversation_id", {"order_placed": True, "order_value": "{price}", "currency": "EUR"}),
     "list_async": Endpoint("GET", "/api/async-messages",
                            frozenset({Role.STAFF, Role.OPERATOR}), "async_messages"),

@@ -192,6 +192,14 @@ def _chat_call_and_rate(server: ServerProcess, staff_ctx: Any, shopper_ctx: Any,
     widget.get_by_role("button", name="Send feedback").click()
     expect(widget.get_by_role("heading", name="Thank you for your feedback!")).to_be_visible()
     expect(column.locator(".ended")).to_contain_text("The shopper ended the conversation")
+
+    # No back-end feed in this shop: Alice records the order from the console.
+    outcome = column.locator("details.outcome")
+    outcome.locator("summary").click()
+    outcome.get_by_label("Yes").check()
+    outcome.get_by_label("Order value").fill("649")
+    outcome.get_by_role("button", name="Save outcome").click()
+    expect(outcome.locator("summary")).to_have_text("Outcome · order 649.00 EUR")
     staff.screenshot(path=str(ARTIFACTS / "staff-console-after.png"))
 
     # The database holds the conversation.
@@ -205,6 +213,9 @@ def _chat_call_and_rate(server: ServerProcess, staff_ctx: Any, shopper_ctx: Any,
     texts = [m["text"] for m in record["messages"]]
     assert texts == [question, answer], texts
     assert [m["from"] for m in record["messages"]] == ["shopper", "staff"]
+    assert record["outcome"] == {**record["outcome"], "order_placed": True,
+                                 "order_value": 649.0, "currency": "EUR"}, record["outcome"]
+    assert [e["actor"] for e in record["events"] if e["kind"] == "outcome"] == ["staff:alice"]
     [call] = record["calls"]
     assert call["kind"] == "video" and call["started_at"] and call["ended_at"], call
     assert record["rating"]["satisfaction"] == 5 and record["rating"]["recommendation"] == 9

@@ -566,8 +566,10 @@ function buildColumn(col) {
   col.tools = h('div', { class: 'tools' }, canned, productForm(col, uid), transferForm(col, uid),
     closeControl(col));
   col.endedEl = h('div', { class: 'ended', hidden: true, role: 'status' });
+  col.outcome = outcomeForm(col, uid);
   col.el = h('article', { class: 'conv', 'aria-label': `Conversation with shopper ${shortId(col.summary.shopper_id || col.id)}` },
-    col.header, col.callBar, col.stageSlot, col.log, col.typing, col.endedEl, col.composer, col.tools);
+    col.header, col.callBar, col.stageSlot, col.log, col.typing, col.endedEl, col.composer, col.tools,
+    col.outcome);
   col.el.addEventListener('focusin', () => markRead(col));
   col.el.addEventListener('pointerdown', () => markRead(col));
   $('convs').append(col.el);
@@ -630,6 +632,64 @@ function productForm(col, uid) {
     details.open = false;
   });
   const details = h('details', { class: 'tool' }, h('summary', { text: 'Product card' }), form);
+  return details;
+}
+
+/**
+ * The conversation's outcome (order placed, value), for shops whose back end does not report
+ * it: saved through the HTTP API with the staff token, during or after the conversation, and
+ * it stays available once the conversation has ended (that is when it is usually known).
+ */
+function outcomeForm(col, uid) {
+  const yes = h('input', { type: 'radio', name: `${uid}-order`, value: 'yes' });
+  const no = h('input', { type: 'radio', name: `${uid}-order`, value: 'no' });
+  const value = h('input', { id: `${uid}-order-value`, type: 'number', min: '0', step: '0.01',
+    inputmode: 'decimal', disabled: true });
+  const currency = h('input', { id: `${uid}-order-currency`, maxLength: 3, value: 'EUR',
+    pattern: '[A-Z]{3}', disabled: true, autocapitalize: 'characters' });
+  const state = h('p', { class: 'outcome-state small', role: 'status' });
+  const sync = () => {
+    value.disabled = currency.disabled = !yes.checked;
+  };
+  yes.addEventListener('change', sync);
+  no.addEventListener('change', sync);
+  const button = h('button', { class: 'btn small', type: 'submit', text: 'Save outcome' });
+  const form = h('form', { class: 'mini-form outcome-form' },
+    h('fieldset', { class: 'inline' }, h('legend', { text: 'Order placed?' }),
+      h('label', {}, yes, ' Yes'), h('label', {}, no, ' No')),
+    h('div', { class: 'field f-value' }, h('label', { for: value.id, text: 'Order value' }), value),
+    h('div', { class: 'field f-currency' }, h('label', { for: currency.id, text: 'Currency' }), currency),
+    button, state);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!yes.checked && !no.checked) {
+      state.textContent = 'Choose Yes or No first.';
+      state.className = 'outcome-state small error';
+      return;
+    }
+    const body = { order_placed: yes.checked };
+    if (yes.checked && value.value !== '') {
+      body.order_value = Number(value.value);
+      body.currency = currency.value.trim().toUpperCase();
+    }
+    button.disabled = true;
+    try {
+      await fetchJson(`/api/conversations/${encodeURIComponent(col.id)}/outcome`,
+        { method: 'POST', token: storedToken(), body });
+      state.className = 'outcome-state small ok';
+      state.textContent = body.order_placed
+        ? `Outcome saved: order${body.order_value != null ? ` ${body.order_value.toFixed(2)} ${body.currency}` : ''}`
+        : 'Outcome saved: no order';
+      details.open = false;
+      details.querySelector('summary').textContent = `Outcome · ${state.textContent.replace('Outcome saved: ', '')}`;
+    } catch (err) {
+      state.className = 'outcome-state small error';
+      state.textContent = errorText(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  const details = h('details', { class: 'tool outcome' }, h('summary', { text: 'Outcome' }), form);
   return details;
 }
 
