@@ -38,6 +38,7 @@ class Consumer:
         "layer_switches",
         "layers",
         "nacks",
+        "notified_layer",
         "octets",
         "octets_mark",
         "packets",
@@ -98,6 +99,7 @@ class Consumer:
         # the binding, because its drops shifted the outgoing sequence numbers.
         self.layers: TemporalLayerFilter | None = None
         self.layer_switches = 0
+        self.notified_layer: int | None = None  # what the receiver was last told
 
     def bind(self, producer: Producer | None, now: float) -> None:
         """Follow a (new) producer; the next forwarded packet re-bases seq and timestamp."""

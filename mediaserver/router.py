@@ -316,8 +316,7 @@ class Router:
         if self.tryon is not None:  # try-on encoders follow their receivers' estimates
             self.tryon.adapt(live, AUDIO_BPS)
 
-    @staticmethod
-    def _pick_layers(live: list[Participant], producer: Producer, rates: list[float],
+    def _pick_layers(self, live: list[Participant], producer: Producer, rates: list[float],
                      now: float) -> None:
         """Each receiver of a layered stream gets the temporal layers its estimate takes."""
         for receiver in live:
@@ -332,6 +331,15 @@ class Router:
                 current = 2 if layers is None else layers.max_tid
                 consumer.set_max_layer(pick_temporal_layer(
                     rates, receiver.available_bps - AUDIO_BPS, current))
+                forwarded = consumer.forwarded_layer
+                if forwarded == 2:
+                    forwarded = None  # all of them again: what the receiver shows as normal
+                if forwarded != consumer.notified_layer:
+                    # The receiver's quality display: "layers 1/3" (fewer frames per second).
+                    consumer.notified_layer = forwarded
+                    self.notify(receiver.id, {"type": "media.layer", "from": consumer.source_id,
+                                              "kind": "video", "layer": forwarded,
+                                              "layers": 3})
 
     def _pause_video(self, receiver: Participant, *, paused: bool) -> None:
         now = time.monotonic()

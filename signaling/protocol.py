@@ -283,7 +283,7 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "conversation.missed", "conversation.closed", "feedback.requested",
     "chat.message", "chat.typing", "chat.read",
     "call.proposed", "call.declined", "call.started", "call.ended",
-    "media.offer", "media.answer", "media.notice", "tryon.state",
+    "media.offer", "media.answer", "media.notice", "media.layer", "tryon.state",
     "async.answered",
 )
 

@@ -166,6 +166,7 @@ def _chat_call_and_rate(server: ServerProcess, staff_ctx: Any, shopper_ctx: Any,
 
     expect(column.locator(".quality")).to_contain_text("frames")
     expect(column.locator(".quality")).to_contain_text("In ")
+    expect(column.locator(".quality")).to_contain_text("all layers")  # a good link
     expect(widget.locator(".stage-self")).to_be_visible()
     shopper.wait_for_timeout(600)  # let the self view and quality line paint
     shopper.screenshot(path=str(ARTIFACTS / "widget-call.png"))

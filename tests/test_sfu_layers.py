@@ -9,6 +9,7 @@ store's downlink budget, which bounds what the SFU estimates for that store's st
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -114,5 +115,11 @@ async def test_constrained_receiver_gets_base_layer_others_all(
     full_fps, constrained_fps = await asyncio.gather(_fps(full), _fps(constrained))
     assert constrained_fps > 0.8 * full_fps, (constrained_fps, full_fps)
     assert alice.layer_switches >= 2
+    # The constrained receiver was told, on each change (for its quality display); the
+    # other receiver, never thinned, was told nothing.
+    told = [(pid, m["layer"]) for pid, m in session.notes if m["type"] == "media.layer"]
+    assert ("staff:alice", 0) in told and told[-1] == ("staff:alice", None), told
+    assert all(pid == "staff:alice" for pid, _ in told), told
+    assert all(a != b for a, b in itertools.pairwise(told)), told
     index, diff = _source_index(constrained.video_in()[0].last)
     assert diff < 12, (index, diff)

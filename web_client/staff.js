@@ -262,6 +262,11 @@ function connect() {
     const col = columnForCall(m.call_id);
     if (col && col.stage) col.stage.setNotice(noticeText(m));
   });
+  client.on('media.layer', (m) => {
+    // The media server thins the shopper's video for this device's weak link.
+    const col = columnForCall(m.call_id);
+    if (col) col.layer = m.layer == null ? null : { layer: m.layer, layers: m.layers || 3 };
+  });
   client.start().catch(() => {});
 }
 
@@ -991,6 +996,8 @@ async function updateQuality(col) {
   ];
   if (s.width) parts.push(`${s.width}×${s.height}${s.framesPerSecond ? ` @ ${Math.round(s.framesPerSecond)} fps` : ''}`);
   if (s.rttMs != null) parts.push(`RTT ${s.rttMs} ms`);
+  parts.push(col.layer ? `layers ${col.layer.layer + 1}/${col.layer.layers} (weak link)`
+    : 'all layers');
   col.quality.textContent = parts.join(' · ');
   col.quality.dataset.framesDecoded = String(s.framesDecoded);
   col.quality.classList.toggle('bad', lossPct > 5);
@@ -1001,6 +1008,7 @@ function onCallGone(callId, reason) {
     if (col.call && col.call.call_id === callId) {
       const started = col.call.started_at != null;
       col.call = null;
+      col.layer = null;
       col.callNote = reason === 'declined' ? 'The shopper declined the call.'
         : started ? 'Call ended.' : 'Call request cancelled.';
       renderCall(col);
