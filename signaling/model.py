@@ -66,6 +66,8 @@ class EventKind(StrEnum):
     CALL_DECLINED = "call_declined"
     CALL_STARTED = "call_started"
     CALL_ENDED = "call_ended"
+    CALL_JOINED = "call_joined"  # a colleague joined a running call
+    CALL_LEFT = "call_left"
     TRYON = "tryon"  # the shopper turned virtual try-on on (or switched garment) in a call
     MISSED = "missed"
     ASYNC_LEFT = "async_left"

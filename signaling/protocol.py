@@ -209,6 +209,31 @@ class CallEnd(Inbound):
     call_id: Id
 
 
+class CallInvite(Inbound):
+    """The call's staff member asks a colleague (a product specialist, a manager) to join."""
+
+    roles = _STAFF
+    type: Literal["call.invite"]
+    call_id: Id
+    staff_id: Id
+
+
+class CallJoin(Inbound):
+    """An invited colleague joins the running call (then negotiates media as usual)."""
+
+    roles = _STAFF
+    type: Literal["call.join"]
+    call_id: Id
+
+
+class CallLeave(Inbound):
+    """A colleague who joined leaves; the call goes on for the others."""
+
+    roles = _STAFF
+    type: Literal["call.leave"]
+    call_id: Id
+
+
 class MediaOffer(Inbound):
     roles = _PARTICIPANTS
     type: Literal["media.offer"]
@@ -269,7 +294,8 @@ INBOUND: dict[str, type[Inbound]] = {
     for model in (
         Hello, Ping, PresenceSet, ConversationOpen, ConversationResume, ConversationAccept,
         ConversationDecline, ConversationTransfer, ConversationClose, ChatSend, ChatTyping,
-        ChatRead, CallPropose, CallAccept, CallDecline, CallEnd, MediaOffer, MediaAnswer,
+        ChatRead, CallPropose, CallAccept, CallDecline, CallEnd, CallInvite, CallJoin,
+        CallLeave, MediaOffer, MediaAnswer,
         TryOnSet, FeedbackSubmit, AsyncLeave, QueueList,
     )
 }
@@ -283,6 +309,7 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "conversation.missed", "conversation.closed", "feedback.requested",
     "chat.message", "chat.typing", "chat.read",
     "call.proposed", "call.declined", "call.started", "call.ended",
+    "call.invited", "call.joined", "call.left",
     "media.offer", "media.answer", "media.notice", "media.layer", "tryon.state",
     "async.answered",
 )

@@ -54,6 +54,9 @@ from .protocol import (
     CallAccept,
     CallDecline,
     CallEnd,
+    CallInvite,
+    CallJoin,
+    CallLeave,
     CallPropose,
     ChatRead,
     ChatSend,
@@ -156,6 +159,9 @@ class Switchboard:
         self._accepted_at: dict[str, float] = {}
         self._calls: dict[str, Call] = {}  # pending or active, by call id
         self._call_of: dict[str, str] = {}  # conversation id -> call id
+        # Colleagues brought into a running call: invited (not yet there) and joined.
+        self._invited: dict[str, set[str]] = {}  # call id -> staff ids
+        self._guests: dict[str, set[str]] = {}  # call id -> staff ids
         self._pending: set[asyncio.Future[Any]] = set()
         self._queue_dirty = False
         self._ticker: asyncio.Task[None] | None = None
@@ -175,6 +181,9 @@ class Switchboard:
             "call.accept": self._on_call_accept,
             "call.decline": self._on_call_decline,
             "call.end": self._on_call_end,
+            "call.invite": self._on_call_invite,
+            "call.join": self._on_call_join,
+            "call.leave": self._on_call_leave,
             "media.offer": self._on_media_offer,
             "media.answer": self._on_media_answer,
             "tryon.set": self._on_tryon_set,
@@ -825,8 +834,13 @@ class Switchboard:
         conv = self.conversations.get(call.conversation_id) if call else None
         if call is None or conv is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no call {call_id!r}")
-        self._check_party(conn, conv)
+        if not self._is_guest(conn, call.id):
+            self._check_party(conn, conv)
         return call, conv
+
+    def _is_guest(self, conn: Connection, call_id: str) -> bool:
+        p = conn.principal
+        return p.role is Role.STAFF and p.subject in self._guests.get(call_id, ())
 
     async def _on_call_propose(self, conn: Connection, msg: CallPropose) -> dict[str, Any]:
         conv = self._live(msg.conversation_id)
@@ -897,6 +911,8 @@ class Switchboard:
 
     async def _on_call_end(self, conn: Connection, msg: CallEnd) -> dict[str, Any]:
         call, conv = self._call(conn, msg.call_id)
+        if self._is_guest(conn, call.id):  # a colleague hanging up leaves; the call goes on
+            return await self._leave_call(conn, call, conv)
         self._end_call(conv, self.clock(), reason="hung_up", by=actor_of(conn.principal))
         return {"call": self._call_public(call)}
 
@@ -926,6 +942,94 @@ class Switchboard:
         notice = {"type": "call.ended", "call_id": call.id, "reason": reason}
         self._send_shopper(conv.shopper_id, notice)
         self._send_staff(conv.staff_id, notice)
+        for staff_id in self._guests.pop(call.id, set()) | self._invited.pop(call.id, set()):
+            self._send_staff(staff_id, notice)
+
+    # Colleagues joining a call ------------------------------------------------------------
+    MAX_GUESTS = 2  # besides the shopper and the staff member: a store tablet's screen
+
+    async def _on_call_invite(self, conn: Connection, msg: CallInvite) -> dict[str, Any]:
+        """The call's staff member brings in a colleague of the same store (a specialist, a
+        manager) who is online; they are told and may join."""
+        call, conv = self._call(conn, msg.call_id)
+        if self._is_guest(conn, call.id):
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                "only the staff member who has the call can invite")
+        if call.media_session_id is None:
+            raise ProtocolError(ErrorCode.INVALID_STATE, "the call has not started")
+        target = self.staff.get(msg.staff_id)
+        if target is None or msg.staff_id == conn.principal.subject:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no colleague {msg.staff_id!r} to invite")
+        store = conv.context.store_id or self.staff[conv.staff_id or ""].member.store_id
+        if target.member.store_id != store:
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                f"{target.member.name} works in another store")
+        if target.presence is not Presence.ONLINE or not target.connections:
+            raise ProtocolError(ErrorCode.INVALID_STATE, f"{target.member.name} is not online")
+        guests, invited = self._guests.get(call.id, set()), self._invited.setdefault(call.id, set())
+        if msg.staff_id in guests:
+            raise ProtocolError(ErrorCode.INVALID_STATE, f"{target.member.name} already joined")
+        if len(guests | invited | {msg.staff_id}) > self.MAX_GUESTS:
+            raise ProtocolError(ErrorCode.INVALID_STATE,
+                                f"at most {self.MAX_GUESTS} colleagues can join a call")
+        invited.add(msg.staff_id)
+        inviter = self.staff[conn.principal.subject].member
+        self._send_staff(msg.staff_id, {
+            "type": "call.invited", "call": self._call_public(call),
+            "from": {"id": inviter.id, "name": inviter.name},
+            "conversation": self.conversation_view(conv)})
+        return {"call_id": call.id, "invited": msg.staff_id}
+
+    async def _on_call_join(self, conn: Connection, msg: CallJoin) -> dict[str, Any]:
+        staff_id = conn.principal.subject
+        call = self._calls.get(msg.call_id)
+        conv = self.conversations.get(call.conversation_id) if call else None
+        if call is None or conv is None or staff_id not in self._invited.get(call.id, ()):
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no invitation to call {msg.call_id!r}")
+        if call.media_session_id is None or call.ended_at is not None:
+            raise ProtocolError(ErrorCode.INVALID_STATE, "the call is not running")
+        try:
+            await self.media.add_participant(call.media_session_id, f"staff:{staff_id}")
+        except MediaUnavailable as exc:
+            raise ProtocolError(ErrorCode.MEDIA_UNAVAILABLE, str(exc)) from None
+        self._invited[call.id].discard(staff_id)
+        self._guests.setdefault(call.id, set()).add(staff_id)
+        member = self.staff[staff_id].member
+        now = self.clock()
+        self._write(self.storage.update_conversation(self._snapshot(conv), [self._event(
+            conv, EventKind.CALL_JOINED, now, actor_of(conn.principal), call_id=call.id)]))
+        notice = {"type": "call.joined", "call_id": call.id,
+                  "participant": f"staff:{staff_id}", "name": member.name}
+        self._send_call(call, conv, notice, skip_staff=staff_id)
+        return {"call": self._call_public(call), "conversation": self.conversation_view(conv),
+                "join": self.media.join_info(call.media_session_id, f"staff:{staff_id}")}
+
+    async def _on_call_leave(self, conn: Connection, msg: CallLeave) -> dict[str, Any]:
+        call, conv = self._call(conn, msg.call_id)
+        if not self._is_guest(conn, call.id):
+            raise ProtocolError(ErrorCode.INVALID_STATE,
+                                "only a colleague who joined leaves; end the call instead")
+        return await self._leave_call(conn, call, conv)
+
+    async def _leave_call(self, conn: Connection, call: Call, conv: Conversation
+                          ) -> dict[str, Any]:
+        staff_id = conn.principal.subject
+        self._guests.get(call.id, set()).discard(staff_id)
+        if call.media_session_id is not None:
+            await self.media.remove_participant(call.media_session_id, f"staff:{staff_id}")
+        self._write(self.storage.update_conversation(self._snapshot(conv), [self._event(
+            conv, EventKind.CALL_LEFT, self.clock(), actor_of(conn.principal),
+            call_id=call.id)]))
+        self._send_call(call, conv, {"type": "call.left", "call_id": call.id,
+                                     "participant": f"staff:{staff_id}"}, skip_staff=staff_id)
+        return {"call_id": call.id, "left": True}
+
+    def _send_call(self, call: Call, conv: Conversation, message: dict[str, Any], *,
+                   skip_staff: str | None = None) -> None:
+        """Everyone in a call: the shopper, its staff member and the colleagues who joined."""
+        self._send_shopper(conv.shopper_id, message)
+        for staff_id in {conv.staff_id or "", *self._guests.get(call.id, ())} - {skip_staff}:
+            self._send_staff(staff_id, message)
 
     async def _on_media_offer(self, conn: Connection, msg: MediaOffer) -> dict[str, Any]:
         call, _ = self._call(conn, msg.call_id)
