@@ -70,7 +70,9 @@ class StaffSpec:
     id: str
     store: str
     skills: tuple[str, ...]
-    helper: bool = False  # the colleague who tries to join calls; never goes online
+    # The colleague invited into calls: online (only online staff can be invited) but with
+    # no skill, so routing never offers them a conversation of their own.
+    helper: bool = False
 
 
 def store_ids(options: Options) -> list[str]:
@@ -120,6 +122,6 @@ def staff_roster(options: Options, plans: list[SessionPlan]) -> list[StaffSpec]:
     roster = [StaffSpec(f"{store}-{skill}-{n + 1}", store, (skill,))
               for (store, skill), count in sorted(counts.items()) for n in range(count)]
     helper_stores = sorted({p.store for p in plans if p.second_staff})
-    roster += [StaffSpec(f"{store}-helper", store, tuple(options.skills), helper=True)
+    roster += [StaffSpec(f"{store}-helper", store, (), helper=True)
                for store in helper_stores]
     return roster

@@ -75,7 +75,7 @@ class Shared:
 
 
 class StaffAgent:
-    """A simulated staff member: one console connection, online unless a helper."""
+    """A simulated staff member: one console connection, online."""
 
     def __init__(self, spec: StaffSpec, shared: Shared) -> None:
         self.spec = spec
@@ -88,8 +88,7 @@ class StaffAgent:
                                             self.shared.rtt)
         client.on_event = self._on_event
         self.client = client
-        if not self.spec.helper:
-            await client.request("presence.set", status="online")
+        await client.request("presence.set", status="online")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event.get("type") == "conversation.offered":
@@ -211,7 +210,7 @@ class Consultation:
         if plan.tryon:
             await self._feature("tryon", self._tryon(shopper, token, call_id))
         if plan.second_staff:
-            await self._feature("second_staff", self._second_staff(call_id, staff_join, video))
+            await self._feature("second_staff", self._second_staff(staff, call_id, video))
 
         kind = "video" if video else "audio"
         await self._wait_first_media(kind, wait)
@@ -258,8 +257,14 @@ class Consultation:
                         servers=ice_servers(join))
         self.peers[name] = peer
 
+        # A colleague's client takes part in several calls at once: each call's handler
+        # passes other calls' offers down the chain.
+        previous = client.on_media_offer
+
         async def on_server_offer(message: dict[str, Any]) -> None:
             if message.get("call_id") != call_id or peer.closed:
+                if previous is not None and message.get("call_id") != call_id:
+                    await previous(message)
                 return
             async with peer.negotiating:
                 sdp = await peer.answer_offer(message["sdp"])
@@ -296,13 +301,18 @@ class Consultation:
         await shopper.request("tryon.set", wait_s=self.options.step_timeout_s,
                               call_id=call_id, enabled=True, garment_id=garments[0]["id"])
 
-    async def _second_staff(self, call_id: str, join: dict[str, Any], video: bool) -> None:
-        """A colleague joins the running call. The protocol has no invitation yet, so the
-        colleague offers media for the call directly; a refusal is the server's answer."""
-        helper = self.shared.agents.get(f"{self.plan.store}-helper")
+    async def _second_staff(self, staff: SignalClient, call_id: str, video: bool) -> None:
+        """The staff member invites the store's colleague, who joins the running call and
+        publishes and receives like the others (the SFU renegotiates everyone)."""
+        helper_id = f"{self.plan.store}-helper"
+        helper = self.shared.agents.get(helper_id)
         if helper is None or helper.client is None:
             raise RequestFailed("second_staff: no_helper")
-        peer = self._peer("helper", helper.client, call_id, join, video,
+        wait = self.options.step_timeout_s
+        await staff.request("call.invite", wait_s=wait, call_id=call_id, staff_id=helper_id)
+        await helper.client.expect("call.invited", wait, call__call_id=call_id)
+        joined = await helper.client.request("call.join", wait_s=wait, call_id=call_id)
+        peer = self._peer("helper", helper.client, call_id, joined["join"], video,
                           lambda: self._logs_except("helper"))
         await self._negotiate(helper.client, call_id, peer)
 

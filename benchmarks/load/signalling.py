@@ -22,7 +22,7 @@ from .stats import LogHistogram
 KEPT_EVENTS = {"conversation.offered", "conversation.accepted", "conversation.closed",
                "conversation.missed", "conversation.requeued", "conversation.offer_withdrawn",
                "chat.message", "call.proposed", "call.started", "call.ended",
-               "call.declined", "feedback.requested", "media.notice"}
+               "call.declined", "call.invited", "feedback.requested", "media.notice"}
 
 
 class RequestFailed(Exception):
