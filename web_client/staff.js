@@ -35,6 +35,8 @@ let queue = [];
 let queueAt = 0; // local time the snapshot arrived (ms)
 const offers = new Map(); // conversation id -> {conversation, expires_at, transferred_by}
 const convs = new Map(); // conversation id -> column state (see Column)
+/** Calls this staff member was invited into (then joined) as a colleague, by call id. */
+const guestCalls = new Map();
 let asyncTimer = null;
 
 function firstName(member) {
@@ -245,11 +247,17 @@ function connect() {
   client.on('call.proposed', (m) => onCall(m.call));
   client.on('call.started', (m) => onCall(m.call, m.join));
   client.on('call.declined', (m) => onCallGone(m.call_id, 'declined'));
-  client.on('call.ended', (m) => onCallGone(m.call_id, m.reason));
+  client.on('call.ended', (m) => {
+    onCallGone(m.call_id, m.reason);
+    guestCallGone(m.call_id, 'The call has ended.');
+  });
   client.on('media.offer', (m) => {
-    const col = columnForCall(m.call_id);
+    const col = columnForCall(m.call_id) || guestCalls.get(m.call_id);
     if (col && col.media && m.sdp) col.media.handleServerOffer(m.sdp);
   });
+  client.on('call.invited', (m) => showInvitation(m));
+  client.on('call.joined', (m) => toast(`${m.name} joined the call.`, 'ok'));
+  client.on('call.left', (m) => toast(`${String(m.participant).replace(/^staff:/, '')} left the call.`, 'ok'));
   client.on('tryon.state', (m) => {
     // The shopper tried a garment on: say so next to the call (the video shows it).
     const col = columnForCall(m.call_id);
@@ -485,7 +493,7 @@ function updateLoad() {
 
 // Conversation columns -----------------------------------------------------------------
 function renderConvsEmpty() {
-  $('convs-empty').hidden = convs.size > 0;
+  $('convs-empty').hidden = convs.size > 0 || guestCalls.size > 0;
 }
 
 function openColumn(summary, { fetch = true } = {}) {
@@ -925,6 +933,99 @@ function showTyping(col, typing) {
 }
 
 // Calls --------------------------------------------------------------------------------
+// Colleagues in a call ------------------------------------------------------------------
+/** "Invite a colleague": a colleague of this store who is online joins the running call. */
+function inviteControl(col) {
+  const uid = newId('inv');
+  const input = h('input', { id: `${uid}-who`, required: true, maxLength: 64,
+    placeholder: 'colleague id', autocomplete: 'off' });
+  const form = h('form', { class: 'invite-form', hidden: true },
+    h('label', { class: 'vh', for: input.id, text: 'Colleague to invite' }), input,
+    h('button', { class: 'btn small', type: 'submit', text: 'Invite' }));
+  const open = h('button', { class: 'btn ghost small', type: 'button', text: 'Invite a colleague',
+    'aria-expanded': 'false',
+    onclick: () => {
+      form.hidden = !form.hidden;
+      open.setAttribute('aria-expanded', String(!form.hidden));
+      if (!form.hidden) input.focus();
+    } });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const staffId = input.value.trim();
+    if (!staffId || !col.call) return;
+    try {
+      await client.request('call.invite', { call_id: col.call.call_id, staff_id: staffId });
+      toast(`Invitation sent to ${staffId}.`, 'ok');
+      input.value = '';
+      form.hidden = true;
+      open.setAttribute('aria-expanded', 'false');
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  return h('span', { class: 'invite' }, open, form);
+}
+
+/** A colleague asks this staff member into their call: a card with Join and Decline. */
+function showInvitation(m) {
+  const call = m.call || {};
+  if (!call.call_id || guestCalls.has(call.call_id)) return;
+  const conv = m.conversation || {};
+  const from = (m.from && (m.from.name || m.from.id)) || 'A colleague';
+  const kind = call.kind === 'audio' ? 'audio call' : 'video call';
+  const entry = { call, media: null, stage: null };
+  const body = h('div', { class: 'guest-body' });
+  const header = h('header', { class: 'conv-head' },
+    h('div', { class: 'conv-title' },
+      h('h3', { text: `${from} invites you to a ${kind}` }),
+      h('span', { class: 'state accepted', text: 'invitation' })),
+    h('div', { class: 'tags' }, contextBits(conv)));
+  entry.el = h('article', { class: 'conv guest', 'aria-label': `Invitation from ${from}` }, header, body);
+  const leave = () => {
+    client.request('call.leave', { call_id: call.call_id }).catch(() => {});
+    guestCallGone(call.call_id, null);
+  };
+  body.replaceChildren(h('div', { class: 'guest-actions' },
+    h('button', { class: 'btn primary', type: 'button', text: 'Join the call',
+      onclick: async () => {
+        try {
+          const joined = await client.request('call.join', { call_id: call.call_id });
+          entry.media = new CallMedia({ client, call: joined.call, join: joined.join });
+          entry.stage = new CallStage(entry.media, { remoteLabel: 'In the call', onHangUp: leave });
+          header.querySelector('.state').textContent = 'in call';
+          body.replaceChildren(entry.stage.el);
+          entry.media.on('problem', (text) => toast(text, 'warn'));
+          entry.media.start().catch(() => {});
+        } catch (err) {
+          toast(errorText(err), 'error');
+          guestCallGone(call.call_id, null);
+        }
+      } }),
+    h('button', { class: 'btn ghost', type: 'button', text: 'Decline',
+      onclick: () => guestCallGone(call.call_id, null) })));
+  guestCalls.set(call.call_id, entry);
+  $('convs').prepend(entry.el);
+  renderConvsEmpty();
+  toast(`${from} invites you to a ${kind}.`, 'ok');
+}
+
+function guestCallGone(callId, note) {
+  const entry = guestCalls.get(callId);
+  if (!entry) return;
+  guestCalls.delete(callId);
+  if (entry.stage) entry.stage.destroy();
+  if (entry.media) entry.media.close();
+  if (note) {
+    const body = entry.el.querySelector('.guest-body');
+    body.replaceChildren(h('p', { class: 'muted', text: note }),
+      h('button', { class: 'btn small', type: 'button', text: 'Dismiss',
+        onclick: () => { entry.el.remove(); renderConvsEmpty(); } }));
+  } else {
+    entry.el.remove();
+    renderConvsEmpty();
+  }
+}
+
 function columnForCall(callId) {
   for (const col of convs.values()) if (col.call && col.call.call_id === callId) return col;
   return null;
@@ -1034,6 +1135,8 @@ function renderCall(col) {
       if (!col.stage) {
         items.push(h('button', { class: 'btn danger small', type: 'button', text: 'End call',
           onclick: () => callAction(col, 'call.end') }));
+      } else {
+        items.push(inviteControl(col));
       }
     } else if (fromShopper) {
       items.push(h('span', { class: 'call-state', text: `The shopper asks for a ${kind.toLowerCase()}` }));
