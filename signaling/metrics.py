@@ -6,7 +6,7 @@ collide and /metrics shows exactly one server's figures.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 ANY_STORE = "any"
 
@@ -15,6 +15,8 @@ class SignalingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # CPU seconds and resident memory of the server process: what load tests read.
+        ProcessCollector(registry=r)
         self.conversations_opened = Counter(
             "shopcall_conversations_opened_total", "Conversations opened by shoppers.",
             ["store", "channel"], registry=r)

@@ -54,6 +54,9 @@ async def test_metrics_count_conversations_queue_and_connections(server_factory,
     assert value(m, "shopcall_message_handling_seconds_count", type="invalid") == 1
     assert value(m, "shopcall_protocol_errors_total", code="invalid_message") == 1
     assert value(m, "shopcall_queue_length") == 0
+    # The server process itself, for load tests and dashboards.
+    assert value(m, "process_cpu_seconds_total") > 0
+    assert value(m, "process_resident_memory_bytes") > 10e6
 
     await alice.close()
     await shopper.close()

@@ -63,3 +63,34 @@ async def test_staff_who_handled_it_records_the_outcome(
     assert kpis["figures"]["orders"]["value"] == 1, kpis["figures"]["orders"]
     assert kpis["figures"]["revenue_EUR"]["value"] == 299.0, kpis["figures"]
     assert cid in kpis["figures"]["orders"]["conversation_ids"]
+
+
+async def test_former_and_current_assignee_may_record_it_others_not(
+        server: ServerProcess, connect: Callable[..., Awaitable[WsClient]]) -> None:
+    """A conversation handed over keeps both staff members able to record its outcome: the
+    one who sold may be the one who handed it on (the "accepted" event proves it), and the
+    current assignee is the conversation's staff. Being merely offered it is not enough."""
+    alice, _shopper, cid = await accepted_conversation(server, connect)
+    carol = await connect(server, Role.STAFF, "carol")
+    await carol.ok("presence.set", status="online")
+    await alice.ok("conversation.transfer", conversation_id=cid, to_staff="carol")
+    await carol.expect("conversation.offered", conversation__conversation_id=cid)
+    await carol.ok("conversation.accept", conversation_id=cid)
+
+    no_order = {"order_placed": False}
+    status, body = await _outcome(server, cid, server.token(Role.STAFF, "alice"), no_order)
+    assert status == 200 and body["order_placed"] is False, body  # former assignee
+    order = {"order_placed": True, "order_value": 80.5, "currency": "EUR"}
+    status, body = await _outcome(server, cid, server.token(Role.STAFF, "carol"), order)
+    assert status == 200, body  # current assignee corrects it
+    status, body = await _outcome(server, cid, server.token(Role.STAFF, "dave"), order)
+    assert status == 403 and "handled" in body["error"]["message"], body
+    status, body = await _outcome(server, "cnv_nope", server.token(Role.STAFF, "carol"), order)
+    assert status == 404, body
+
+    ops = server.token(Role.OPERATOR, "ops")
+    status, record = await http("GET", f"{server.base_url}/api/conversations/{cid}", ops)
+    assert status == 200, record
+    assert record["outcome"]["order_value"] == 80.5, record["outcome"]
+    actors = [e["actor"] for e in record["events"] if e["kind"] == "outcome"]
+    assert actors == ["staff:alice", "staff:carol"], record["events"]
