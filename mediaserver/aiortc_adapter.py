@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
+
+try:
+    from . import _fanout
+except ImportError:  # not compiled: the pure Python send path only
+    _fanout = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 # a=extmap:<id>[/<direction>] <uri> [attributes]
@@ -135,6 +141,9 @@ class PeerAdapter:
         self._unprotect: Callable[[bytes], bytes] | None = None
         self._unprotect_rtcp: Callable[[bytes], bytes] | None = None
         self._hooked: list[Any] = []
+        # Where mediaserver._fanout sends this peer's forwarded RTP (set once connected,
+        # cleared on close/failure); consumers hold it, see Consumer.native.
+        self.native_target: Any = _fanout.Target() if _fanout is not None else None
         self.bad_packets = 0
         self.connected = False
         self._closed = False
@@ -253,6 +262,8 @@ class PeerAdapter:
             self._closed = True
             self.connected = False
             self._sendto = None
+            if self.native_target is not None:
+                self.native_target.clear()
             self.on_closed()
 
     def _hook(self) -> bool:
@@ -271,11 +282,40 @@ class PeerAdapter:
         self._unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
         self._sendto = pair.protocol.transport.sendto
         self._addr = pair.remote_addr
+        self._set_native_target(pair, dtls._tx_srtp)
         for protocol in connection._protocols:
             original = protocol.datagram_received
             protocol.datagram_received = self._make_datagram_hook(original)
             self._hooked.append((protocol, original))
         return True
+
+    def _set_native_target(self, pair: Any, session: Any) -> None:
+        """Give the C fan-out this peer's socket, address and SRTP session, if it can send.
+
+        Only plain UDP pairs (host/srflx: aioice's StunProtocol); TURN-relayed ones wrap
+        data and keep the Python path. The fd is a dup owned by the target, so it cannot be
+        reused for another socket before the target is cleared. The libsrtp session is the
+        one pylibsrtp protects with (same thread, so its state stays consistent); the
+        target keeps the pylibsrtp Session alive.
+        """
+        target = self.native_target
+        if target is None or type(pair.protocol) is not aioice.ice.StunProtocol:
+            return
+        try:
+            from pylibsrtp._binding import ffi, lib
+
+            sock = pair.protocol.transport.get_extra_info("socket")
+            protect = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+            srtp = int(ffi.cast("uintptr_t", session._srtp[0]))
+            fd = os.dup(sock.fileno())
+        except Exception:  # an upgrade moved something: stay on the Python path
+            log.warning("native fan-out unavailable for this peer", exc_info=True)
+            return
+        try:
+            target.set(fd, pair.remote_addr[0], pair.remote_addr[1], protect, srtp, session)
+        except Exception:
+            os.close(fd)
+            log.warning("native fan-out unavailable for this peer", exc_info=True)
 
     def _make_datagram_hook(self, original: Callable[[bytes, Any], None]
                             ) -> Callable[[bytes, Any], None]:
@@ -311,6 +351,8 @@ class PeerAdapter:
 
     async def close(self) -> None:
         self._sendto = None
+        if self.native_target is not None:
+            self.native_target.clear()
         for protocol, original in self._hooked:
             protocol.datagram_received = original
         self._hooked.clear()

@@ -8,6 +8,7 @@ continues without a jump, starting at a keyframe.
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class Consumer:
         "layer_switches",
         "layers",
         "nacks",
+        "native",
         "notified_layer",
         "octets",
         "octets_mark",
@@ -73,6 +75,9 @@ class Consumer:
         self.rtx_payload_type = rtx_payload_type
         self.rtx_seq = random.randrange(1 << 16)
         self.send = send
+        # The receiver's native send target (mediaserver._fanout.Target), when `send` is a
+        # PeerAdapter's send_rtp: the adapter owns it and invalidates it on close.
+        self.native = getattr(getattr(send, "__self__", None), "native_target", None)
         self.producer: Producer | None = None
         # ~1.3 s of 1.5 Mbps video: enough to answer NACKs, small enough to stay in cache.
         self.cache = PacketCache(256 if kind == "video" else 64)
@@ -197,3 +202,22 @@ class Consumer:
 
     def out_timestamp_for(self, in_timestamp: int) -> int:
         return (in_timestamp + self.ts_offset) & MASK32
+
+
+def _load_native_fanout() -> Callable[..., None] | None:
+    """The C fan-out (mediaserver/_fanout.c), or None: missing, or SHOPCALL_NATIVE_FANOUT=0.
+
+    It forwards steady-state consumers exactly like :meth:`Consumer.forward` and calls
+    ``forward`` for every other one.
+    """
+    if os.environ.get("SHOPCALL_NATIVE_FANOUT", "1") == "0":
+        return None
+    try:
+        from . import _fanout
+    except ImportError:
+        return None
+    _fanout.configure(Consumer, PacketCache)
+    return _fanout.fanout
+
+
+native_fanout = _load_native_fanout()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import consumer as _consumer_module
 from . import h264, vp8
 from .loss_detector import LossDetector
 from .rtp_header import SeqUnwrapper
@@ -129,8 +130,12 @@ class Producer:
                     self.layered = True
         else:
             keyframe = self.is_keyframe(data, offset)
-        for consumer in self.consumers:
-            consumer.forward(data, marker, seq_ext, timestamp, offset, keyframe, now)
+        fanout = _consumer_module.native_fanout
+        if fanout is not None:  # one C call: rewrite, cache, protect and send per receiver
+            fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, self.consumers)
+        else:
+            for consumer in self.consumers:
+                consumer.forward(data, marker, seq_ext, timestamp, offset, keyframe, now)
         tap = self.tap
         if tap is not None:
             tap(data, marker, seq_ext, timestamp, offset, keyframe, now)

@@ -1,0 +1,419 @@
+/* Native per-receiver forwarding for the SFU hot path (optional; see mediaserver/producer.py).
+ *
+ * fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, consumers) does, for every
+ * Consumer in the steady state, exactly what Consumer.forward does in Python: rewrite the
+ * 12-byte RTP header, keep the plaintext packet in the consumer's PacketCache, update its
+ * counters, then SRTP-protect (libsrtp's srtp_protect, through the pointer pylibsrtp holds)
+ * and sendto() the receiver's nominated ICE pair. Any other consumer (paused, thinning
+ * temporal layers, not yet re-based, no native send target...) gets Consumer.forward.
+ *
+ * Only Python.h and libc. Consumer and PacketCache use __slots__: their member offsets are
+ * read once from the types' member descriptors (configure()), so attribute access is a load.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
+
+#define BUF_SIZE 2048
+/* What pylibsrtp accepts: its buffer is 1500 bytes, minus SRTP_MAX_TRAILER_LEN (144). */
+#define MAX_PLAIN (1500 - 144)
+
+/* ---------------------------------------------------------------- Target */
+
+typedef struct {
+    PyObject_HEAD
+    int fd;                      /* owned (a dup); -1: invalid, consumers use Python */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    srtp_protect_fn protect;
+    void *session;
+    PyObject *keepalive;         /* the pylibsrtp Session owning `session` */
+    unsigned long long sent;
+    unsigned long long dropped;  /* EAGAIN / ENOBUFS: dropped like a full socket buffer */
+    unsigned long long errors;   /* srtp_protect or other sendto failures */
+} Target;
+
+static int
+Target_init(Target *self, PyObject *args, PyObject *kwds)
+{
+    self->fd = -1;
+    return 0;
+}
+
+static void
+Target_dealloc(Target *self)
+{
+    if (self->fd >= 0)
+        close(self->fd);
+    Py_XDECREF(self->keepalive);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Target_set(Target *self, PyObject *args)
+{
+    int fd, port;
+    const char *host;
+    unsigned long long protect, session;
+    PyObject *keepalive;
+    if (!PyArg_ParseTuple(args, "isiKKO", &fd, &host, &port, &protect, &session, &keepalive))
+        return NULL;
+    if (!protect || !session || fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "invalid native send target");
+        return NULL;
+    }
+    memset(&self->addr, 0, sizeof(self->addr));
+    if (strchr(host, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&self->addr;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) goto bad;
+        self->addrlen = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&self->addr;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) goto bad;
+        self->addrlen = sizeof(*a);
+    }
+    Py_INCREF(keepalive);
+    Py_XSETREF(self->keepalive, keepalive);
+    self->protect = (srtp_protect_fn)(uintptr_t)protect;
+    self->session = (void *)(uintptr_t)session;
+    if (self->fd >= 0)
+        close(self->fd);
+    self->fd = fd;
+    Py_RETURN_NONE;
+bad:
+    PyErr_Format(PyExc_ValueError, "bad address %s", host);
+    return NULL;
+}
+
+static PyObject *
+Target_clear(Target *self, PyObject *unused)
+{
+    if (self->fd >= 0)
+        close(self->fd);
+    self->fd = -1;
+    self->protect = NULL;
+    self->session = NULL;
+    Py_CLEAR(self->keepalive);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Target_get_valid(Target *self, void *closure)
+{
+    return PyBool_FromLong(self->fd >= 0);
+}
+
+static PyMethodDef Target_methods[] = {
+    {"set", (PyCFunction)Target_set, METH_VARARGS,
+     "set(fd, host, port, srtp_protect_ptr, srtp_session_ptr, keepalive): takes ownership of fd"},
+    {"clear", (PyCFunction)Target_clear, METH_NOARGS, "invalidate (closes the fd): Python path from now on"},
+    {NULL}};
+
+static PyMemberDef Target_members[] = {
+    {"sent", T_ULONGLONG, offsetof(Target, sent), READONLY, NULL},
+    {"dropped", T_ULONGLONG, offsetof(Target, dropped), READONLY, NULL},
+    {"errors", T_ULONGLONG, offsetof(Target, errors), READONLY, NULL},
+    {"fd", T_INT, offsetof(Target, fd), READONLY, NULL},
+    {NULL}};
+
+static PyGetSetDef Target_getset[] = {
+    {"valid", (getter)Target_get_valid, NULL, NULL, NULL},
+    {NULL}};
+
+static PyTypeObject TargetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mediaserver._fanout.Target",
+    .tp_basicsize = sizeof(Target),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Target_init,
+    .tp_dealloc = (destructor)Target_dealloc,
+    .tp_methods = Target_methods,
+    .tp_members = Target_members,
+    .tp_getset = Target_getset,
+};
+
+/* ---------------------------------------------------------------- configuration */
+
+static PyTypeObject *consumer_type = NULL;
+static PyTypeObject *cache_type = NULL;
+
+enum { C_PAUSED, C_LAYERS, C_LAST_IN_SEQ, C_SEQ_OFFSET, C_TS_OFFSET, C_PAYLOAD_TYPE, C_SSRC,
+       C_LAST_OUT_SEQ, C_LAST_OUT_TS, C_LAST_OUT_AT, C_PACKETS, C_OCTETS, C_CACHE, C_NATIVE,
+       C_COUNT };
+static const char *consumer_slots[C_COUNT] = {
+    "paused", "layers", "last_in_seq", "seq_offset", "ts_offset", "payload_type", "ssrc",
+    "last_out_seq", "last_out_ts", "last_out_at", "packets", "octets", "cache", "native"};
+static Py_ssize_t coff[C_COUNT];
+
+enum { K_MASK, K_SEQS, K_PACKETS, K_SENT_AT, K_COUNT };
+static const char *cache_slots[K_COUNT] = {"_mask", "_seqs", "_packets", "_sent_at"};
+static Py_ssize_t koff[K_COUNT];
+
+static int
+slot_offsets(PyTypeObject *type, const char **names, Py_ssize_t *offsets, int n)
+{
+    for (int i = 0; i < n; i++) {
+        PyObject *descr = PyDict_GetItemString(type->tp_dict, names[i]);
+        if (descr == NULL || Py_TYPE(descr) != &PyMemberDescr_Type) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", type->tp_name,
+                         names[i]);
+            return -1;
+        }
+        PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+        if (def->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%s.%s: unexpected member type", type->tp_name,
+                         names[i]);
+            return -1;
+        }
+        offsets[i] = def->offset;
+    }
+    return 0;
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args)
+{
+    PyTypeObject *ct, *kt;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &ct, &PyType_Type, &kt))
+        return NULL;
+    if (slot_offsets(ct, consumer_slots, coff, C_COUNT) < 0 ||
+        slot_offsets(kt, cache_slots, koff, K_COUNT) < 0)
+        return NULL;
+    Py_INCREF(ct);
+    Py_INCREF(kt);
+    Py_XSETREF(consumer_type, ct);
+    Py_XSETREF(cache_type, kt);
+    Py_RETURN_NONE;
+}
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+/* Replace a slot's value, stealing `value`. */
+static inline void
+slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject **p = (PyObject **)((char *)obj + off);
+    PyObject *old = *p;
+    *p = value;
+    Py_XDECREF(old);
+}
+
+static inline int
+get_ll(PyObject *v, long long *out)
+{
+    if (v == NULL || !PyLong_CheckExact(v))
+        return -1;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- fanout */
+
+/* 1: forwarded natively, 0: not steady (caller uses Python), -1: error set. */
+static int
+forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
+               long long seq_ext, long long timestamp, PyObject *now)
+{
+    if (Py_TYPE(c) != consumer_type)
+        return 0;
+    PyObject *native = SLOT(c, coff[C_NATIVE]);
+    if (native == NULL || Py_TYPE(native) != &TargetType || ((Target *)native)->fd < 0)
+        return 0;
+    if (SLOT(c, coff[C_PAUSED]) != Py_False || SLOT(c, coff[C_LAYERS]) != Py_None)
+        return 0;
+    long long last_in, seq_off, ts_off, pt, ssrc, packets, octets, mask;
+    if (get_ll(SLOT(c, coff[C_LAST_IN_SEQ]), &last_in) < 0 || last_in < 0 ||
+        seq_ext <= last_in - 3000)
+        return 0;
+    PyObject *cache = SLOT(c, coff[C_CACHE]);
+    if (cache == NULL || Py_TYPE(cache) != cache_type)
+        return 0;
+    PyObject *seqs = SLOT(cache, koff[K_SEQS]);
+    PyObject *pkts = SLOT(cache, koff[K_PACKETS]);
+    PyObject *sent_at = SLOT(cache, koff[K_SENT_AT]);
+    if (get_ll(SLOT(c, coff[C_SEQ_OFFSET]), &seq_off) < 0 ||
+        get_ll(SLOT(c, coff[C_TS_OFFSET]), &ts_off) < 0 ||
+        get_ll(SLOT(c, coff[C_PAYLOAD_TYPE]), &pt) < 0 ||
+        get_ll(SLOT(c, coff[C_SSRC]), &ssrc) < 0 ||
+        get_ll(SLOT(c, coff[C_PACKETS]), &packets) < 0 ||
+        get_ll(SLOT(c, coff[C_OCTETS]), &octets) < 0 ||
+        get_ll(SLOT(cache, koff[K_MASK]), &mask) < 0 ||
+        pt < 0 || pt > 127 || ssrc < 0 || ssrc > 0xFFFFFFFFLL ||
+        seqs == NULL || !PyList_CheckExact(seqs) || pkts == NULL || !PyList_CheckExact(pkts) ||
+        sent_at == NULL || !PyList_CheckExact(sent_at) ||
+        PyList_GET_SIZE(seqs) <= mask || PyList_GET_SIZE(pkts) <= mask ||
+        PyList_GET_SIZE(sent_at) <= mask || mask < 0)
+        return 0;
+    if (12 + plen > MAX_PLAIN)
+        return 0; /* Python raises for it, as before */
+
+    unsigned int out_seq = (unsigned int)((seq_ext + seq_off) & 0xFFFF);
+    unsigned long out_ts = (unsigned long)((timestamp + ts_off) & 0xFFFFFFFFLL);
+
+    PyObject *packet = PyBytes_FromStringAndSize(NULL, 12 + plen);
+    if (packet == NULL)
+        return -1;
+    unsigned char *h = (unsigned char *)PyBytes_AS_STRING(packet);
+    h[0] = 0x80;
+    h[1] = (unsigned char)(pt | (marker ? 0x80 : 0));
+    h[2] = (unsigned char)(out_seq >> 8);
+    h[3] = (unsigned char)out_seq;
+    h[4] = (unsigned char)(out_ts >> 24);
+    h[5] = (unsigned char)(out_ts >> 16);
+    h[6] = (unsigned char)(out_ts >> 8);
+    h[7] = (unsigned char)out_ts;
+    h[8] = (unsigned char)(ssrc >> 24);
+    h[9] = (unsigned char)(ssrc >> 16);
+    h[10] = (unsigned char)(ssrc >> 8);
+    h[11] = (unsigned char)ssrc;
+    memcpy(h + 12, payload, plen);
+
+    PyObject *o_seq = PyLong_FromUnsignedLong(out_seq);
+    PyObject *o_seq2 = PyLong_FromUnsignedLong(out_seq);
+    PyObject *o_packets = PyLong_FromLongLong(packets + 1);
+    PyObject *o_octets = PyLong_FromLongLong(octets + plen);
+    PyObject *o_in = NULL, *o_ts = NULL;
+    int advance = seq_ext > last_in;
+    if (advance) {
+        o_in = PyLong_FromLongLong(seq_ext);
+        o_ts = PyLong_FromUnsignedLong(out_ts);
+    }
+    if (!o_seq || !o_seq2 || !o_packets || !o_octets || (advance && (!o_in || !o_ts))) {
+        Py_XDECREF(o_seq); Py_XDECREF(o_seq2); Py_XDECREF(o_packets); Py_XDECREF(o_octets);
+        Py_XDECREF(o_in); Py_XDECREF(o_ts); Py_DECREF(packet);
+        return -1;
+    }
+    if (advance) {
+        slot_set(c, coff[C_LAST_IN_SEQ], o_in);
+        slot_set(c, coff[C_LAST_OUT_SEQ], o_seq2);
+        slot_set(c, coff[C_LAST_OUT_TS], o_ts);
+        Py_INCREF(now);
+        slot_set(c, coff[C_LAST_OUT_AT], now);
+    } else {
+        Py_DECREF(o_seq2);
+    }
+    /* cache.put(out_seq, packet, now): PyList_SetItem steals and drops the old value */
+    Py_ssize_t i = (Py_ssize_t)(out_seq & mask);
+    Py_INCREF(packet);
+    PyList_SetItem(seqs, i, o_seq);
+    PyList_SetItem(pkts, i, packet);
+    Py_INCREF(now);
+    PyList_SetItem(sent_at, i, now);
+    slot_set(c, coff[C_PACKETS], o_packets);
+    slot_set(c, coff[C_OCTETS], o_octets);
+
+    /* protect a copy (the cache keeps the plaintext) and send */
+    Target *t = (Target *)native;
+    unsigned char buf[BUF_SIZE];
+    int len = (int)(12 + plen);
+    memcpy(buf, h, len);
+    Py_DECREF(packet); /* the cache holds it */
+    if (t->protect(t->session, buf, &len) != 0) {
+        t->errors++;
+        return 1;
+    }
+    ssize_t n = sendto(t->fd, buf, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&t->addr,
+                       t->addrlen);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+            t->dropped++;
+        else
+            t->errors++;
+    } else {
+        t->sent++;
+    }
+    return 1;
+}
+
+static PyObject *
+fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "fanout() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *data = args[0], *now = args[6], *consumers = args[7];
+    if (!PyList_Check(consumers)) {
+        PyErr_SetString(PyExc_TypeError, "consumers must be a list");
+        return NULL;
+    }
+    static PyObject *forward_name = NULL;
+    if (forward_name == NULL && (forward_name = PyUnicode_InternFromString("forward")) == NULL)
+        return NULL;
+    long long seq_ext, timestamp, offset;
+    int native_ok = consumer_type != NULL && PyBytes_CheckExact(data) &&
+                    get_ll(args[2], &seq_ext) == 0 && get_ll(args[3], &timestamp) == 0 &&
+                    get_ll(args[4], &offset) == 0 && offset >= 0 &&
+                    offset <= PyBytes_GET_SIZE(data);
+    int marker = native_ok ? PyObject_IsTrue(args[1]) : 0;
+    if (marker < 0)
+        return NULL;
+    const char *payload = native_ok ? PyBytes_AS_STRING(data) + offset : NULL;
+    Py_ssize_t plen = native_ok ? PyBytes_GET_SIZE(data) - offset : 0;
+
+    /* Index loop re-reading the size: a Python forward() may run arbitrary code. */
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(consumers); k++) {
+        PyObject *c = PyList_GET_ITEM(consumers, k);
+        Py_INCREF(c);
+        int r = native_ok ? forward_native(c, payload, plen, marker, seq_ext, timestamp, now)
+                          : 0;
+        if (r == 0) {
+            PyObject *call[8] = {c, args[0], args[1], args[2], args[3], args[4], args[5], now};
+            PyObject *res = PyObject_VectorcallMethod(
+                forward_name, call, 8, NULL);
+            if (res == NULL)
+                r = -1;
+            else
+                Py_DECREF(res);
+        }
+        Py_DECREF(c);
+        if (r < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
+     "fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, consumers)"},
+    {"configure", configure, METH_VARARGS, "configure(Consumer, PacketCache)"},
+    {NULL}};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "mediaserver._fanout", NULL, -1, module_methods};
+
+PyMODINIT_FUNC
+PyInit__fanout(void)
+{
+    if (PyType_Ready(&TargetType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&TargetType);
+    if (PyModule_AddObject(m, "Target", (PyObject *)&TargetType) < 0) {
+        Py_DECREF(&TargetType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,250 @@
+"""The native fan-out (mediaserver/_fanout.c) against the pure Python Consumer.forward.
+
+Direct tests: an SRTP session pair with a shared key and a UDP socket pair on loopback. The
+C path must send what the Python path would (same header rewrite and payload, after SRTP),
+keep the plaintext in the consumer's cache, update the same counters, and leave every
+consumer that is not in the steady state to Consumer.forward. End to end: a call through the
+SFU with real aiortc peers, with the native path on (and proven used) and off.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+from pylibsrtp import Policy
+from pylibsrtp import Session as SrtpSession
+
+import mediaserver.consumer as consumer_module
+from mediaserver.consumer import Consumer
+from mediaserver.vp8 import TemporalLayerFilter
+
+from .media_peers import MediaPeer, colour_close
+from .test_sfu_forwarding import (
+    BLUE,
+    RED,
+    session,  # noqa: F401  (fixture)
+)
+from .test_sfu_forwarding import Session as CallSession
+
+_fanout = pytest.importorskip("mediaserver._fanout")
+if consumer_module.native_fanout is None:  # SHOPCALL_NATIVE_FANOUT=0
+    pytest.skip("native fan-out disabled", allow_module_level=True)
+fanout = consumer_module.native_fanout
+
+KEY = bytes(range(30))
+
+
+def srtp_pair() -> tuple[SrtpSession, SrtpSession]:
+    tx = SrtpSession(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                        srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80))
+    rx = SrtpSession(Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_INBOUND,
+                        srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80))
+    return tx, rx
+
+
+def srtp_pointers(srtp_session: SrtpSession) -> tuple[int, int]:
+    from pylibsrtp._binding import ffi, lib
+
+    return (int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+            int(ffi.cast("uintptr_t", srtp_session._srtp[0])))
+
+
+class Link:
+    """A native target sending to a loopback socket, plus the receiver's SRTP session."""
+
+    def __init__(self) -> None:
+        self.tx, self.rx = srtp_pair()
+        self.receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.receiver.bind(("127.0.0.1", 0))
+        self.receiver.settimeout(2)
+        self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sender.bind(("127.0.0.1", 0))
+        self.target = _fanout.Target()
+        protect, srtp = srtp_pointers(self.tx)
+        host, port = self.receiver.getsockname()
+        self.target.set(os.dup(self.sender.fileno()), host, port, protect, srtp, self.tx)
+
+    def received(self) -> bytes:
+        return self.rx.unprotect(self.receiver.recv(2048))
+
+    def pending(self) -> bool:
+        self.receiver.setblocking(False)
+        try:
+            self.receiver.recv(2048)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            self.receiver.settimeout(2)
+
+    def close(self) -> None:
+        self.target.clear()
+        self.receiver.close()
+        self.sender.close()
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    link = Link()
+    yield link
+    link.close()
+
+
+def twins(kind: str = "video") -> tuple[Consumer, Consumer, list[bytes], list[bytes]]:
+    """Two consumers in the same state: one for the native path, one Python only."""
+    sent_native: list[bytes] = []
+    sent_python: list[bytes] = []
+    a = Consumer("p1", kind, 0x11223344, 96, 90000, sent_native.append, 0x55667788, 97)
+    b = Consumer("p1", kind, 0x11223344, 96, 90000, sent_python.append, 0x55667788, 97)
+    b.last_out_seq, b.last_out_ts, b.rtx_seq = a.last_out_seq, a.last_out_ts, a.rtx_seq
+    return a, b, sent_native, sent_python
+
+
+def packets(count: int, seq0: int = 65530, ts0: int = 4294960000
+            ) -> Iterator[tuple[bytes, int, int, int, int, bool, float]]:
+    """Publisher packets (with a header extension to strip), across both wraps."""
+    for i in range(count):
+        seq_ext = seq0 + i
+        timestamp = (ts0 + 3000 * (i // 3)) & 0xFFFFFFFF
+        marker = int(i % 3 == 2)
+        ext = bytes((0xBE, 0xDE, 0, 1, 0x10, i & 0xFF, 0, 0))
+        head = bytes((0x90, 96 | (marker << 7))) + (seq_ext & 0xFFFF).to_bytes(2, "big") \
+            + timestamp.to_bytes(4, "big") + (0xCAFE).to_bytes(4, "big")
+        payload = bytes((0x90, 0x80, i & 0x7F)) + os.urandom(50 + 37 * (i % 30))
+        yield head + ext + payload, marker, seq_ext, timestamp, 20, i == 0, 100.0 + i / 50
+
+
+def test_native_output_equals_python_path(link: Link) -> None:
+    native, python, sent_native, sent_python = twins()
+    native.native = link.target
+    for args in packets(60):
+        fanout(*args, [native])
+        python.forward(*args)
+    # The first packet re-bases the stream: Python (the consumer's own send), then C.
+    assert len(sent_native) == 1 and sent_native[0] == sent_python[0]
+    assert link.target.sent == 59 and link.target.dropped == 0 and link.target.errors == 0
+    for expected in sent_python[1:]:
+        assert link.received() == expected
+    assert not link.pending()
+    for name in ("last_in_seq", "last_out_seq", "last_out_ts", "last_out_at", "packets",
+                 "octets", "seq_offset", "ts_offset"):
+        assert getattr(native, name) == getattr(python, name), name
+    # The cache holds the plaintext packets, answerable to NACKs like the Python path's.
+    for packet in sent_python:
+        seq = int.from_bytes(packet[2:4], "big")
+        assert native.cache.get(seq) == packet
+        assert native.cache.sent_at(seq) == python.cache.sent_at(seq)
+    seq = int.from_bytes(sent_python[-1][2:4], "big")
+    native.retransmit([seq], 200.0)
+    assert sent_native[-1][12:] == sent_python[-1][2:4] + sent_python[-1][12:]  # RTX
+
+
+def test_reordered_and_stale_packets_match_python(link: Link) -> None:
+    native, python, _, sent_python = twins()
+    native.native = link.target
+    stream = list(packets(10, seq0=1000, ts0=0))
+    order = [0, 1, 2, 4, 3, 5, 6, 8, 7, 9]
+    for i in order:
+        fanout(*stream[i], [native])
+        python.forward(*stream[i])
+    # a packet from before a re-base (far older than the newest): dropped by both
+    old = (stream[0][0], 0, 1000 - 5000, 0, 20, False, 200.0)
+    fanout(*old, [native])
+    python.forward(*old)
+    assert len(sent_python) == 10
+    for expected in sent_python[1:]:
+        assert link.received() == expected
+    assert not link.pending()
+    assert (native.last_in_seq, native.last_out_seq, native.packets, native.octets) == \
+        (python.last_in_seq, python.last_out_seq, python.packets, python.octets)
+
+
+def test_non_steady_consumers_are_left_to_python(link: Link) -> None:
+    calls: list[str] = []
+
+    class Spy(Consumer):
+        __slots__ = ()
+
+        def forward(self, *args: object) -> None:  # type: ignore[override]
+            calls.append(self.source_id)
+            super().forward(*args)  # type: ignore[arg-type]
+
+    def consumer(name: str) -> Consumer:
+        c = Consumer(name, "video", 1, 96, 90000, lambda p: None)
+        c.native = link.target
+        return c
+
+    steady, paused, layered, fresh, no_target, spy = (
+        consumer("steady"), consumer("paused"), consumer("layered"), consumer("fresh"),
+        consumer("no_target"), Spy("spy", "video", 1, 96, 90000, lambda p: None))
+    spy.native = link.target
+    stream = list(packets(3, seq0=10, ts0=0))
+    everyone = [steady, paused, layered, no_target, spy]
+    for c in everyone:
+        c.forward(*stream[0])  # re-based
+    paused.paused = True
+    layered.layers = TemporalLayerFilter(1)
+    layered.producer = SimpleNamespace(descriptor=None)  # type: ignore[assignment]
+    no_target.native = None
+    calls.clear()
+    before = link.target.sent
+    forwarded = [c.packets for c in (steady, paused, layered, fresh, no_target, spy)]
+    fanout(*stream[1], [*everyone, fresh])
+    assert link.target.sent == before + 1  # only `steady` went through C
+    assert calls == ["spy"]  # a subclass is not trusted to behave like Consumer.forward
+    after = [c.packets for c in (steady, paused, layered, fresh, no_target, spy)]
+    # paused: nothing; fresh: waits for a keyframe; the others forwarded once
+    assert [b - a for a, b in zip(forwarded, after, strict=True)] == [1, 0, 1, 0, 1, 1]
+    # an invalidated target (peer closed) sends nothing natively any more
+    link.target.clear()
+    assert not link.target.valid
+    fanout(*stream[2], [steady])
+    assert link.target.sent == before + 1 and steady.packets == after[0] + 1
+
+
+def test_python_exceptions_propagate() -> None:
+    class Boom(Consumer):
+        __slots__ = ()
+
+        def forward(self, *args: object) -> None:  # type: ignore[override]
+            raise RuntimeError("boom")
+
+    c = Boom("x", "audio", 1, 111, 48000, lambda p: None)
+    with pytest.raises(RuntimeError):
+        fanout(*next(packets(1)), [c])
+
+
+def test_peer_adapter_target_invalid_until_connected() -> None:
+    from mediaserver.aiortc_adapter import PeerAdapter
+
+    adapter = PeerAdapter()
+    assert adapter.native_target is not None and not adapter.native_target.valid
+    c = Consumer("x", "video", 1, 96, 90000, adapter.send_rtp)
+    assert c.native is adapter.native_target
+    assert Consumer("y", "video", 1, 96, 90000, [].append).native is None
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+async def test_call_forwards_with_and_without_native_path(
+        session: CallSession, native: bool, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    if not native:
+        monkeypatch.setattr(consumer_module, "native_fanout", None)
+    shopper = MediaPeer("shopper", RED)
+    staff = MediaPeer("staff", BLUE)
+    await session.join("shopper:s1", shopper)
+    await session.join("staff:alice", staff)
+    await shopper.wait_frames(20)
+    await staff.wait_frames(20)
+    assert colour_close(staff.video_in()[0].mean_bgr(), RED)
+    assert colour_close(shopper.video_in()[0].mean_bgr(), BLUE)
+    router = session.router()
+    sent = sum(p.peer.native_target.sent for p in router.participants.values())
+    if native:
+        assert sent > 100
+    else:
+        assert sent == 0
+    assert all(p.peer.native_target.errors == 0 for p in router.participants.values())
