@@ -141,6 +141,7 @@ class PeerAdapter:
         self._unprotect: Callable[[bytes], bytes] | None = None
         self._unprotect_rtcp: Callable[[bytes], bytes] | None = None
         self._hooked: list[Any] = []
+        self._rtcp_ssrc: int | None = None
         # Where mediaserver._fanout sends this peer's forwarded RTP (set once connected,
         # cleared on close/failure); consumers hold it, see Consumer.native.
         self.native_target: Any = _fanout.Target() if _fanout is not None else None
@@ -249,7 +250,10 @@ class PeerAdapter:
 
     def rtcp_ssrc(self) -> int:
         """The SSRC this peer's feedback (RR, NACK, PLI, REMB) is sent from."""
-        return self.pc.getTransceivers()[0].sender._ssrc
+        ssrc = self._rtcp_ssrc
+        if ssrc is None:  # fixed for the connection's life: aiortc draws it at addTrack
+            ssrc = self._rtcp_ssrc = self.pc.getTransceivers()[0].sender._ssrc
+        return ssrc
 
     # Packet I/O -------------------------------------------------------------------------
     def _on_state(self) -> None:

@@ -65,6 +65,11 @@ class LossDetector:
         self._missing: dict[int, _Missing] = {}
 
     @property
+    def pending(self) -> bool:
+        """Whether any gap awaits a NACK: the periodic feedback skips streams without one."""
+        return bool(self._missing)
+
+    @property
     def missing(self) -> list[int]:
         """Extended sequence numbers currently considered missing (ascending)."""
         return list(self._missing)

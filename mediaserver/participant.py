@@ -300,14 +300,17 @@ class Participant:
 
     def send_feedback(self, now: float, *, reports: bool) -> None:
         """NACK what publishers lost; every second, receiver reports."""
-        rtcp_ssrc = self.peer.rtcp_ssrc()
-        for producer in list(self.producers.values()):
-            lost = producer.loss.due_nacks(now, 0.05)
-            if lost:
-                # Not aiortc's RtcpRtpfbPacket: its packer fails across the 65535 -> 0 wrap.
-                self.peer.send_rtcp(build_nack(rtcp_ssrc, producer.ssrc, lost))
-                self.nacks_sent += 1
+        # 20 times a second for every participant: only streams with gaps do any work.
+        for producer in self.producers.values():
+            if producer.loss.pending:
+                lost = producer.loss.due_nacks(now, 0.05)
+                if lost:
+                    # Not aiortc's RtcpRtpfbPacket: its packer fails across the 65535 -> 0
+                    # wrap.
+                    self.peer.send_rtcp(build_nack(self.peer.rtcp_ssrc(), producer.ssrc, lost))
+                    self.nacks_sent += 1
         if reports and self.producers:
+            rtcp_ssrc = self.peer.rtcp_ssrc()
             blocks = []
             for producer in self.producers.values():
                 lsr = (producer.sr_ntp >> 16) & 0xFFFFFFFF
