@@ -110,10 +110,16 @@ class SfuBackend:
         return router
 
     def join_info(self, session_id: str, participant_id: str) -> dict[str, Any]:
-        spec = self._router(session_id).spec
-        return {"session_id": session_id, "call_id": spec.call_id,
+        router = self._router(session_id)
+        spec = router.spec
+        info = {"session_id": session_id, "call_id": spec.call_id,
                 "participant_id": participant_id, "kind": spec.kind.value,
                 "ice_servers": self.ice_servers, "media_available": True}
+        if router.tryon is not None:
+            # Try-on outlives a reload of the shopper's page: the picker must start from
+            # what the server still draws, not from "Off".
+            info["tryon"] = router.tryon.state(participant_id)
+        return info
 
     async def offer(self, session_id: str, participant_id: str, sdp: str) -> str:
         try:

@@ -16,7 +16,7 @@ import pytest
 from mediaserver.aiortc_adapter import use_host_addresses
 from signaling.model import Role
 
-from .conftest import accepted_conversation
+from .conftest import accepted_conversation, new_shopper
 from .harness import ServerProcess, WsClient, http
 from .media_peers import MediaPeer, PhotoCamera, astronaut_image
 from .test_tryon_media import changed, until
@@ -200,3 +200,39 @@ async def test_garment_catalogue_over_http(tryon_server: ServerProcess,
     assert status == 200 and not any(folder.iterdir())
     status, body = await http("DELETE", base + "/api/garments/red-tee", ops)
     assert status == 404 and body["error"]["code"] == "unknown_garment"
+
+
+async def test_tryon_state_survives_a_reload_through_the_join(tryon_server: ServerProcess,
+                                                               connect: Any) -> None:
+    """A reload mid-call must not show "Off" while the garment is still drawn: the join that
+    conversation.resume hands the reloaded page carries the try-on state."""
+    use_host_addresses(["127.0.0.1"])
+    staff = await connect(tryon_server, Role.STAFF, "alice")
+    await staff.ok("presence.set", status="online")
+    token = await new_shopper(tryon_server)
+    shopper = await connect(tryon_server, token=token)
+    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
+                            language="en"))["conversation"]["conversation_id"]
+    await staff.expect("conversation.offered")
+    await staff.ok("conversation.accept", conversation_id=cid)
+    call_id = (await shopper.ok("call.propose", conversation_id=cid,
+                                kind="video"))["call"]["call_id"]
+    await staff.ok("call.accept", call_id=call_id)
+    started = await shopper.expect("call.started")
+    assert started["join"]["tryon"] == {"enabled": False, "garment": None}
+    shopper_cam = MediaPeer("shopper", camera=PhotoCamera(astronaut_image()))
+    answering = [await join(shopper, call_id, shopper_cam)]
+    try:
+        await shopper.ok("tryon.set", call_id=call_id, enabled=True, garment_id="sample-scarf")
+        reloaded = await connect(tryon_server, token=token)
+        resumed = await reloaded.ok("conversation.resume", conversation_id=cid)
+        assert resumed["join"]["tryon"] == {
+            "enabled": True, "garment": resumed["join"]["tryon"]["garment"]}
+        assert resumed["join"]["tryon"]["garment"]["id"] == "sample-scarf"
+        await reloaded.ok("tryon.set", call_id=call_id, enabled=False)
+        resumed = await reloaded.ok("conversation.resume", conversation_id=cid)
+        assert resumed["join"]["tryon"] == {"enabled": False, "garment": None}
+    finally:
+        for task in answering:
+            task.cancel()
+        await shopper_cam.close()

@@ -1122,7 +1122,7 @@ function joinCall(camera) {
   media.on('state', (state) => {
     if (state === 'connected') announce(`Connected with ${staffName()}`);
   });
-  if (media.kind === 'video') offerTryOn(call, callStage);
+  if (media.kind === 'video') offerTryOn(call, callStage, join);
   clearInterval(callTimer);
   callTimer = setInterval(updateCallClock, 1000);
   renderCall();
@@ -1288,7 +1288,7 @@ async function loadGarments() {
 
 let tryOnPicker = null; // {callId, el, set(state)}
 
-async function offerTryOn(call, stage) {
+async function offerTryOn(call, stage, join) {
   const list = await loadGarments();
   if (!list.length || !callStage || callStage !== stage || !conv || !conv.call
       || conv.call.call_id !== call.call_id) return;
@@ -1327,6 +1327,8 @@ async function offerTryOn(call, stage) {
   };
   tryOnPicker = { callId: call.call_id, el, set };
   stage.addPanel(el);
+  // After a reload mid-call the server may still be drawing a garment on this camera.
+  if (join && join.tryon && join.tryon.enabled) set(join.tryon);
 }
 
 function onTryOnState(event) {
