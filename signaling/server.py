@@ -38,11 +38,16 @@ async def _serve(settings: Settings, banner: Callable[[str], None], demo: bool) 
     banner(f"shopcall listening on {base}")
     banner(f"  shopper page:  {base}/")
     banner(f"  staff console: {base}/staff")
-    if demo and settings.staff:
+    banner(f"  dashboard:     {base}/dashboard")
+    if demo:
         issuer = TokenIssuer(resolve_secret(settings))
-        first = settings.staff[0]
-        token = issuer.mint(Role.STAFF, first.id, settings.auth.staff_token_ttl_s)
-        banner(f"  demo staff token ({first.name}, {first.store}): {token}")
+        if settings.staff:
+            first = settings.staff[0]
+            token = issuer.mint(Role.STAFF, first.id, settings.auth.staff_token_ttl_s)
+            banner(f"  demo staff token ({first.name}, {first.store}): {token}")
+        # The dashboard and the reporting API need an operator: one for the demo too.
+        token = issuer.mint(Role.OPERATOR, "demo-operator", settings.auth.operator_token_ttl_s)
+        banner(f"  demo operator token (dashboard, reports): {token}")
     sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -130,3 +130,43 @@ def test_token_staff_creates_and_updates(tmp_path: Path) -> None:
 def test_token_staff_from_demo_config(tmp_path: Path) -> None:
     token = token_of(run(tmp_path, "token", "staff", "camille", "--demo", "--db", "d.db"))
     assert TokenIssuer(SECRET).verify(token).subject == "camille"
+
+
+def test_demo_banner_gives_working_staff_and_operator_tokens(tmp_path: Path) -> None:
+    """`make run` prints where everything is and tokens that open the staff console and the
+    dashboard: a first-time user needs nothing else."""
+    import json
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOPCALL_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["SHOPCALL_MEDIA__BACKEND"] = "none"
+    proc = subprocess.Popen([sys.executable, "-m", "signaling", "serve", "--demo", "--port",
+                             "0", "--db", str(tmp_path / "demo.db")], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(6)]
+        base = lines[0].rsplit(" ", 1)[1]
+        assert lines[3] == f"dashboard:     {base}/dashboard"
+        staff = next(x for x in lines if x.startswith("demo staff token")).rsplit(" ", 1)[1]
+        operator = next(x for x in lines
+                        if x.startswith("demo operator token")).rsplit(" ", 1)[1]
+
+        def get(path: str, token: str) -> int:
+            request = urllib.request.Request(base + path,
+                                             headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    json.load(response)
+                    return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert get("/api/reports/kpis", operator) == 200
+        assert get("/api/reports/kpis", staff) == 403  # a staff token is not an operator's
+        with urllib.request.urlopen(base + "/dashboard", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
