@@ -75,6 +75,9 @@ class Participant:
         self.consumers: dict[tuple[str, str], Consumer] = {}  # (source participant, kind)
         self.consumer_by_ssrc: dict[int, Consumer] = {}
         self.slot_of: dict[tuple[str, str], SendSlot] = {}
+        # What this participant's client was last told carries whom (media.sources): mid ->
+        # (source participant, kind). Browsers cannot tell otherwise whose tile is whose.
+        self.sources_told: dict[str, tuple[str, str]] = {}
         self.remb_bps: int | None = None
         self.estimate = BandwidthEstimate()
         self.video_gate = VideoGate(router.video_floor_bps)

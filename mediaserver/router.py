@@ -210,6 +210,23 @@ class Router:
                 renegotiate |= tryon.wire_mirror(receiver, now)
             if renegotiate:
                 self._spawn(receiver.renegotiate())
+            self._tell_sources(receiver)
+
+    def _tell_sources(self, receiver: Participant) -> None:
+        """Tell a client which of its m-sections carries whom, when that changed.
+
+        With a colleague in the call a client receives several video streams; only the
+        server knows which participant each one comes from (a slot keeps its source across
+        a rejoin, so the mapping only grows or moves with renegotiation).
+        """
+        sources = {slot.mid: key for key, slot in receiver.slot_of.items()
+                   if slot.mid is not None and slot.ready}
+        if sources == receiver.sources_told:
+            return
+        receiver.sources_told = sources
+        self.notify(receiver.id, {"type": "media.sources", "sources": [
+            {"mid": mid, "participant_id": source_id, "kind": kind}
+            for mid, (source_id, kind) in sorted(sources.items())]})
 
     def producer_added(self, participant: Participant, producer: Producer,
                        replaced: list[Producer]) -> None:

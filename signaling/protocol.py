@@ -310,7 +310,8 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "chat.message", "chat.typing", "chat.read",
     "call.proposed", "call.declined", "call.started", "call.ended",
     "call.invited", "call.joined", "call.left",
-    "media.offer", "media.answer", "media.notice", "media.layer", "tryon.state",
+    "media.offer", "media.answer", "media.notice", "media.layer", "media.sources",
+    "tryon.state",
     "async.answered",
 )
 

@@ -378,11 +378,24 @@ class Switchboard:
 
     def notify_participant(self, participant_id: str, message: dict[str, Any]) -> None:
         """Delivery callback handed to the media backend."""
+        if message.get("type") == "media.sources":
+            # The SFU knows participant ids; clients label tiles with names.
+            message = {**message, "sources": [
+                {**source, "name": self._display_name(source["participant_id"])}
+                for source in message.get("sources", [])]}
         role, _, subject = participant_id.partition(":")
         if role == Role.SHOPPER.value:
             self._send_shopper(subject, message)
         elif role == Role.STAFF.value:
             self._send_staff(subject, message)
+
+    def _display_name(self, participant_id: str) -> str | None:
+        """A staff member's name; None for shoppers (clients call them "Shopper")."""
+        role, _, subject = participant_id.partition(":")
+        if role != Role.STAFF.value:
+            return None
+        staff = self.staff.get(subject)
+        return staff.member.name if staff is not None else subject
 
     # Views --------------------------------------------------------------------------------
     def _summary(self, conv: Conversation) -> dict[str, Any]:

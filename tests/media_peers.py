@@ -188,6 +188,14 @@ class MediaPeer:
                              if r.track is transceiver.receiver.track), None)
         return None
 
+    def video_by_mid(self, mid: str) -> Received | None:
+        """The received video of the m-section with this mid (what media.sources names)."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid == mid:
+                return next((r for r in self.received
+                             if r.track is transceiver.receiver.track), None)
+        return None
+
     def audio_in(self) -> list[Received]:
         return [r for r in self.received if r.track.kind == "audio"]
 

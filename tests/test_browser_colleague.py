@@ -98,6 +98,16 @@ def test_colleague_invited_from_the_console_joins_the_call(
                               (call.staff, "alice")):
                 wait_for(page, lambda page=page: page.evaluate(LIVE_TILES) >= 2,
                          f"{who} decoding two remote cameras", timeout_s=40)
+            # Each tile carries the right person's name (media.sources), not one generic label.
+            for tiles, names in ((call.widget.locator(".remote-tile .remote-name"),
+                                  ["Alice", "Dave"]),
+                                 (call.column.locator(".remote-tile .remote-name"),
+                                  ["Dave", "Shopper"]),
+                                 (card.locator(".remote-tile .remote-name"),
+                                  ["Alice", "Shopper"])):
+                wait_for(dave, lambda tiles=tiles, names=names:
+                         sorted(tiles.all_text_contents()) == names,
+                         f"tiles named {names}", timeout_s=15)
             dave.screenshot(path=str(ARTIFACTS / "staff-console-colleague.png"))
 
             card.locator(".stage-controls").get_by_role("button", name="Hang up").click()

@@ -71,6 +71,27 @@ async def test_colleague_invited_joins_sees_everyone_and_leaves(
         await dave.fail("call.invite", "forbidden", call_id=call_id, staff_id="bob")
         await alice.fail("call.leave", "invalid_state", call_id=call_id)
 
+        # media.sources tells each client whose stream each m-section carries, with names:
+        # the colour each one decodes on that mid is the named participant's camera.
+        shopper_id = f"shopper:{shopper.welcome['subject']}"
+        cameras = {shopper_id: RED, "staff:alice": BLUE, "staff:dave": GREEN}
+        names = {shopper_id: None, "staff:alice": "Alice", "staff:dave": "Dave"}
+        for client, peer, me in ((shopper, shopper_cam, shopper_id),
+                                 (alice, alice_cam, "staff:alice"),
+                                 (dave, dave_cam, "staff:dave")):
+            told = [e for e in client.events if e.get("type") == "media.sources"]
+            assert told, f"{me} was never told who is who"
+            sources = told[-1]["sources"]
+            video = {s["participant_id"]: s for s in sources if s["kind"] == "video"}
+            assert set(video) == set(cameras) - {me}, (me, sources)
+            for source_id, source in video.items():
+                assert source["name"] == names[source_id]
+                received = peer.video_by_mid(source["mid"])
+                assert received is not None and colour_close(received.mean_bgr(),
+                                                             cameras[source_id]), (me, source)
+            assert {s["participant_id"] for s in sources if s["kind"] == "audio"} == \
+                set(cameras) - {me}
+
         ops = server.token(Role.OPERATOR, "ops")
         _, sessions = await http("GET", server.base_url + "/api/media-sessions", ops)
         [live] = sessions["media_sessions"]

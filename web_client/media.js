@@ -112,6 +112,7 @@ export class CallMedia {
     this.pc = null;
     this.localStream = null;
     this.remote = new Map(); // track id -> {track, mid}
+    this.sources = new Map(); // mid -> {participant_id, name, kind}, from media.sources
     this.state = 'new'; // new | starting | connecting | connected | reconnecting | failed | closed
     this.muted = false;
     this.cameraOff = !this.wantCamera;
@@ -137,6 +138,20 @@ export class CallMedia {
     if (!this._handlers.has(type)) this._handlers.set(type, new Set());
     this._handlers.get(type).add(handler);
     return () => this._handlers.get(type)?.delete(handler);
+  }
+
+  /** The server's media.sources: which m-section carries whom, so tiles get names. */
+  setSources(list) {
+    this.sources = new Map((Array.isArray(list) ? list : [])
+      .filter((source) => source && source.mid != null)
+      .map((source) => [String(source.mid), source]));
+    this._emit('sources', this.sources);
+  }
+
+  /** Who a remote track comes from ({participant_id, name}), once the server said. */
+  sourceOf(trackId) {
+    const entry = this.remote.get(trackId);
+    return (entry && entry.mid != null && this.sources.get(String(entry.mid))) || null;
   }
 
   _emit(type, payload) {
@@ -776,6 +791,7 @@ export class CallStage {
       media.on('cameras', () => this._renderControls()),
       media.on('mirror', () => this.setMirror(this.mirrorOn)),
       media.on('remote-video', ({ trackId }) => this._renderRemoteState(trackId)),
+      media.on('sources', () => this._relabel()),
     ];
     if (media.localStream) this._showSelf(media.localStream);
     for (const { track } of media.remote.values()) this._addRemote(track);
@@ -795,12 +811,13 @@ export class CallStage {
     const stream = new MediaStream([track]);
     let el;
     if (track.kind === 'video') {
+      const name = this._nameOf(track.id);
       const video = h('video', { class: 'remote-video', autoplay: true, playsInline: true,
-        muted: true, 'aria-label': `${this.remoteLabel}'s camera` });
+        muted: true, 'aria-label': `${name}'s camera` });
       video.muted = true; // sound comes from the audio element
       video.srcObject = stream;
       el = h('div', { class: 'remote-tile', dataset: { trackId: track.id } }, video,
-        h('span', { class: 'remote-name', text: this.remoteLabel }),
+        h('span', { class: 'remote-name', text: name }),
         h('div', { class: 'remote-off', role: 'status', hidden: true },
           icon(MEDIA_ICONS.user, { size: 40 }), h('span', { class: 'remote-off-text' })));
       this.tiles.set(track.id, el);
@@ -815,6 +832,29 @@ export class CallStage {
     }
     this.tiles.set(track.id, el);
     this._layout();
+  }
+
+  /**
+   * The name on a remote tile: the participant the server says the track comes from (a
+   * staff member's first name, "Shopper"), else the label this stage was made with. With a
+   * colleague in the call there are several tiles, and only the server knows whose is whose.
+   */
+  _nameOf(trackId) {
+    const source = this.media.sourceOf ? this.media.sourceOf(trackId) : null;
+    if (!source) return this.remoteLabel;
+    if (source.name) return String(source.name).split(' ')[0];
+    return String(source.participant_id || '').startsWith('shopper:') ? 'Shopper' : this.remoteLabel;
+  }
+
+  _relabel() {
+    for (const [trackId, el] of this.tiles) {
+      const label = el.querySelector && el.querySelector('.remote-name');
+      if (!label) continue;
+      const name = this._nameOf(trackId);
+      label.textContent = name;
+      el.querySelector('video').setAttribute('aria-label', `${name}'s camera`);
+      this._renderRemoteState(trackId);
+    }
   }
 
   _removeRemote(track) {
@@ -884,7 +924,7 @@ export class CallStage {
     const off = el && el.querySelector && el.querySelector('.remote-off');
     if (!off) return;
     const state = this.media.remoteVideoState(trackId);
-    const name = this.remoteLabel;
+    const name = this._nameOf(trackId);
     let text = '';
     if (state === 'off') {
       text = this.noticePaused ? 'Video paused: low bandwidth' : `${name}'s camera is off`;

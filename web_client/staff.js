@@ -255,6 +255,10 @@ function connect() {
     const col = columnForCall(m.call_id) || guestCalls.get(m.call_id);
     if (col && col.media && m.sdp) col.media.handleServerOffer(m.sdp);
   });
+  client.on('media.sources', (m) => {
+    const col = columnForCall(m.call_id) || guestCalls.get(m.call_id);
+    if (col && col.media) col.media.setSources(m.sources);
+  });
   client.on('call.invited', (m) => showInvitation(m));
   client.on('call.joined', (m) => toast(`${m.name} joined the call.`, 'ok'));
   client.on('call.left', (m) => toast(`${String(m.participant).replace(/^staff:/, '')} left the call.`, 'ok'));

@@ -261,6 +261,9 @@ function ensureClient(timeoutMs = 15000) {
   client.on('media.offer', (m) => {
     if (callMedia && m.call_id === callMedia.callId && m.sdp) callMedia.handleServerOffer(m.sdp);
   });
+  client.on('media.sources', (m) => {
+    if (callMedia && m.call_id === callMedia.callId) callMedia.setSources(m.sources);
+  });
   client.on('media.notice', onMediaNotice);
   client.on('tryon.state', onTryOnState);
   client.on('async.answered', (m) => m.async_message && showAnswer(m.async_message));
