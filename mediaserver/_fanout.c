@@ -146,6 +146,93 @@ static PyTypeObject TargetType = {
     .tp_getset = Target_getset,
 };
 
+/* ---------------------------------------------------------------- Unprotector */
+
+/* SRTP unprotect of received packets: what pylibsrtp's Session.unprotect does, without its
+ * Python-level buffer handling (about half of its cost per packet). Same libsrtp session,
+ * used from the event loop thread only, like pylibsrtp's. */
+typedef struct {
+    PyObject_HEAD
+    srtp_protect_fn unprotect;   /* srtp_unprotect: same signature as srtp_protect */
+    void *session;
+    PyObject *keepalive;         /* the pylibsrtp Session owning `session` */
+    unsigned long long failed;
+} Unprotector;
+
+static int
+Unprotector_init(Unprotector *self, PyObject *args, PyObject *kwds)
+{
+    unsigned long long fn, session;
+    PyObject *keepalive;
+    if (!PyArg_ParseTuple(args, "KKO", &fn, &session, &keepalive))
+        return -1;
+    if (!fn || !session) {
+        PyErr_SetString(PyExc_ValueError, "invalid SRTP session");
+        return -1;
+    }
+    self->unprotect = (srtp_protect_fn)(uintptr_t)fn;
+    self->session = (void *)(uintptr_t)session;
+    Py_INCREF(keepalive);
+    Py_XSETREF(self->keepalive, keepalive);
+    return 0;
+}
+
+static void
+Unprotector_dealloc(Unprotector *self)
+{
+    Py_XDECREF(self->keepalive);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Unprotector_unprotect(Unprotector *self, PyObject *data)
+{
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_SetString(PyExc_TypeError, "packet must be bytes");
+        return NULL;
+    }
+    if (self->session == NULL) {
+        PyErr_SetString(PyExc_ValueError, "SRTP session closed");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n > 1500) { /* pylibsrtp's limit: its buffer is one MTU */
+        PyErr_SetString(PyExc_ValueError, "packet is too long");
+        return NULL;
+    }
+    unsigned char buf[BUF_SIZE];
+    memcpy(buf, PyBytes_AS_STRING(data), (size_t)n);
+    int len = (int)n;
+    int rc = self->unprotect(self->session, buf, &len);
+    if (rc != 0 || len < 0 || len > n) {
+        self->failed++;
+        PyErr_Format(PyExc_ValueError, "srtp_unprotect failed (libsrtp status %d)", rc);
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)buf, len);
+}
+
+static PyMethodDef Unprotector_methods[] = {
+    {"unprotect", (PyCFunction)Unprotector_unprotect, METH_O,
+     "unprotect(packet: bytes) -> bytes; ValueError if it does not authenticate"},
+    {NULL}};
+
+static PyMemberDef Unprotector_members[] = {
+    {"failed", T_ULONGLONG, offsetof(Unprotector, failed), READONLY, NULL},
+    {NULL}};
+
+static PyTypeObject UnprotectorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mediaserver._fanout.Unprotector",
+    .tp_basicsize = sizeof(Unprotector),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Unprotector_init,
+    .tp_dealloc = (destructor)Unprotector_dealloc,
+    .tp_methods = Unprotector_methods,
+    .tp_members = Unprotector_members,
+};
+
 /* ---------------------------------------------------------------- configuration */
 
 static PyTypeObject *consumer_type = NULL;
@@ -404,7 +491,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__fanout(void)
 {
-    if (PyType_Ready(&TargetType) < 0)
+    if (PyType_Ready(&TargetType) < 0 || PyType_Ready(&UnprotectorType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -412,6 +499,12 @@ PyInit__fanout(void)
     Py_INCREF(&TargetType);
     if (PyModule_AddObject(m, "Target", (PyObject *)&TargetType) < 0) {
         Py_DECREF(&TargetType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&UnprotectorType);
+    if (PyModule_AddObject(m, "Unprotector", (PyObject *)&UnprotectorType) < 0) {
+        Py_DECREF(&UnprotectorType);
         Py_DECREF(m);
         return NULL;
     }

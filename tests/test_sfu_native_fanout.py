@@ -228,6 +228,35 @@ def test_peer_adapter_target_invalid_until_connected() -> None:
     assert Consumer("y", "video", 1, 96, 90000, [].append).native is None
 
 
+def test_unprotector_matches_pylibsrtp_and_refuses_what_it_refuses() -> None:
+    """The receive side's native unprotect gives pylibsrtp's plaintext, and refuses
+    tampered, replayed, oversize and non-bytes input with an exception (the datagram hook
+    counts those as bad packets), never a crash."""
+    from pylibsrtp._binding import ffi, lib
+
+    tx, reference = srtp_pair()
+    _, rx = srtp_pair()
+    unprotect = _fanout.Unprotector(
+        int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_unprotect"))),
+        int(ffi.cast("uintptr_t", rx._srtp[0])), rx).unprotect
+    wire = [tx.protect(bytes((0x80, 96, 0, i)) + bytes(8) + os.urandom(40 + 50 * i))
+            for i in range(20)]
+    for packet in wire:
+        assert unprotect(packet) == reference.unprotect(packet)
+    with pytest.raises(ValueError):
+        unprotect(wire[5])  # a replay
+    tampered = bytearray(tx.protect(bytes((0x80, 96, 0, 99)) + bytes(8) + b"payload"))
+    tampered[-1] ^= 1
+    with pytest.raises(ValueError):
+        unprotect(bytes(tampered))
+    with pytest.raises(ValueError):
+        unprotect(bytes(1501))
+    with pytest.raises(TypeError):
+        unprotect(bytearray(100))  # type: ignore[arg-type]
+    fresh = tx.protect(bytes((0x80, 96, 1, 0)) + bytes(8) + b"still fine")
+    assert unprotect(fresh) == reference.unprotect(fresh)
+
+
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 async def test_call_forwards_with_and_without_native_path(
         session: CallSession, native: bool, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
@@ -245,6 +274,8 @@ async def test_call_forwards_with_and_without_native_path(
     sent = sum(p.peer.native_target.sent for p in router.participants.values())
     if native:
         assert sent > 100
+        assert all(type(p.peer._unprotect.__self__) is _fanout.Unprotector
+                   for p in router.participants.values())
     else:
         assert sent == 0
     assert all(p.peer.native_target.errors == 0 for p in router.participants.values())
