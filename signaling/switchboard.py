@@ -1034,7 +1034,9 @@ class Switchboard:
             conv, EventKind.CALL_LEFT, self.clock(), actor_of(conn.principal),
             call_id=call.id)]))
         self._send_call(call, conv, {"type": "call.left", "call_id": call.id,
-                                     "participant": f"staff:{staff_id}"}, skip_staff=staff_id)
+                                     "participant": f"staff:{staff_id}",
+                                     "name": self._display_name(f"staff:{staff_id}")},
+                        skip_staff=staff_id)
         return {"call_id": call.id, "left": True}
 
     def _send_call(self, call: Call, conv: Conversation, message: dict[str, Any], *,

@@ -102,7 +102,7 @@ async def test_colleague_invited_joins_sees_everyone_and_leaves(
         await dave.ok("call.leave", call_id=call_id)
         for party in (shopper, alice):
             notice = await party.expect("call.left", call_id=call_id)
-            assert notice["participant"] == "staff:dave"
+            assert notice["participant"] == "staff:dave" and notice["name"] == "Dave"
         _, sessions = await http("GET", server.base_url + "/api/media-sessions", ops)
         [live] = sessions["media_sessions"]
         assert "staff:dave" not in {p["participant_id"] for p in live["participants"]}

@@ -261,7 +261,7 @@ function connect() {
   });
   client.on('call.invited', (m) => showInvitation(m));
   client.on('call.joined', (m) => toast(`${m.name} joined the call.`, 'ok'));
-  client.on('call.left', (m) => toast(`${String(m.participant).replace(/^staff:/, '')} left the call.`, 'ok'));
+  client.on('call.left', (m) => toast(`${m.name || String(m.participant).replace(/^staff:/, '')} left the call.`, 'ok'));
   client.on('tryon.state', (m) => {
     // The shopper tried a garment on: say so next to the call (the video shows it).
     const col = columnForCall(m.call_id);
