@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.load.capacity import Limits
-from benchmarks.load.plan import Options
+from benchmarks.load.plan import MEDIA_PATHS, Options
 
 
 def _share(value: str) -> float:
@@ -66,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--decode-sample", type=int, default=1,
                      help="consultations per worker whose shopper really decodes the staff's video "
                           "(default 1)")
+    gen.add_argument("--media-path", choices=MEDIA_PATHS, default="raw",
+                     help="raw (default): packet-level peers, cheap enough to load a server "
+                          "core from one generator core; aiortc: a full RTCPeerConnection "
+                          "per participant, to compare")
     gen.add_argument("--client-address", default=None,
                      help="ICE host address of the simulated clients (default 127.0.0.1 "
                           "with a server the tool starts, all interfaces with --url)")
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         assign_timeout_s=args.assign_timeout, step_timeout_s=args.step_timeout,
         seed=args.seed, out_dir=args.out, cache_dir=args.cache_dir,
         client_address=client_address, quiet=args.quiet,
-        server_cpu=None if args.no_pin else 0)
+        server_cpu=None if args.no_pin else 0, media_path=args.media_path)
     command = "shopcall bench " + shlex.join(argv)
     from benchmarks.load.runner import run
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,19 +30,28 @@ PLOTS = ("sessions_over_time.png", "join_times.png", "server_cpu_memory.png",
          "loss_latency.png")
 
 
-def bench(out: Path, *args: str, timeout: float = 100) -> dict[str, Any]:
-    """Run `shopcall bench` as an operator would; return its JSON report."""
+def bench(out: Path, *args: str, timeout: float = 100,
+          media_path: str | None = None) -> dict[str, Any]:
+    """Run `shopcall bench` as an operator would; return its JSON report. ``media_path``
+    picks the generator's peers (--media-path; the tool's default is raw)."""
+    env = dict(os.environ)
+    if media_path is not None:
+        args = (*args, "--media-path", media_path)
     done = subprocess.run(
         [sys.executable, "-m", "signaling", "bench", "--quiet", "--out", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
 
 
 @pytest.mark.timeout(120)
-def test_short_run_reports_what_happened(tmp_path: Path) -> None:
+@pytest.mark.parametrize("media_path", ["raw", "aiortc"])
+def test_short_run_reports_what_happened(tmp_path: Path, media_path: str) -> None:
+    """Both media paths, three-party calls (the SFU renegotiates with every peer)."""
     report = bench(tmp_path, "--sessions", "3", "--ramp", "3", "--call-seconds", "3",
-                   "--chat-messages", "2", "--second-staff-share", "1")
+                   "--chat-messages", "2", "--second-staff-share", "1",
+                   media_path=media_path)
+    assert report["generator"]["media_path"] == media_path
     for name in ("report.json", "summary.md", *PLOTS):
         assert (tmp_path / name).stat().st_size > 0, name
     for name in PLOTS:
@@ -97,6 +107,47 @@ def test_short_run_reports_what_happened(tmp_path: Path) -> None:
     assert resources["cpu_percent_of_one_core"]["max"] > 0
     assert report["generator"]["cpu_s"] > 0
     assert max(p["in_call"] for p in report["timeline"]) == sessions["peak_in_call"] >= 1
+
+
+@pytest.mark.timeout(120)
+def test_raw_media_path_counts_what_the_server_forwarded(tmp_path: Path) -> None:
+    """The packet-level peers (raw_peer.py, the default) report the same figures as the
+    aiortc ones: every packet the server forwarded counted, join times and first keyframe,
+    latency matched to the senders' logs, and the sampled aiortc decoder still decodes
+    the raw peers' packetization."""
+    report = bench(tmp_path, "--sessions", "2", "--ramp", "4", "--call-seconds", "3",
+                   "--chat-messages", "1", "--decode-sample", "1", media_path="raw")
+    assert report["options"]["media_path"] == "raw"
+    assert report["generator"]["media_path"] == "raw"
+    assert (report["sessions"]["ok"], report["sessions"]["failed"]) == (2, 0)
+    forwarded = report["server_resources"]["forwarded_packets"]
+    media = report["media"]
+    assert forwarded > 0
+    assert 0.97 * forwarded <= media["packets_counted"] <= forwarded
+    assert media["video"]["streams"] == 4 and media["audio"]["streams"] == 4, media
+    assert media["loss_ratio"] < 0.05
+    for key in ("escalate_to_first_packet", "escalate_to_first_keyframe",
+                "escalate_to_first_packet_staff", "escalate_to_first_keyframe_staff",
+                "escalate_to_first_frame"):
+        assert report["join_ms"][key]["count"] == 2, key
+    results = report["session_results"]
+    paths = {side: {r["media"][side]["path"] for r in results} for side in ("shopper", "staff")}
+    # One shopper decodes (aiortc); everyone else is a raw peer.
+    assert paths == {"shopper": {"aiortc", "raw"}, "staff": {"raw"}}, paths
+    for r in results:
+        t = r["times"]
+        assert 0 < t["escalate_to_call_started"] < t["escalate_to_first_packet"] \
+            <= t["escalate_to_first_keyframe"]
+        for side, other in (("shopper", "staff"), ("staff", "shopper")):
+            video = next(s for s in r["media"][side]["received"] if s["kind"] == "video")
+            sent = r["media"][other]["sent_frames"]["video"]
+            assert 0.5 * sent <= video["frames"] <= sent
+    # The SFU asks each new receiver's publisher for a keyframe; raw publishers restart.
+    assert media["keyframe_requests_answered"] > 0
+    assert media["video"]["latency_ms"]["count"] >= 0.75 * media["video"]["packets"]
+    assert media["audio"]["latency_ms"]["count"] >= 0.75 * media["audio"]["packets"]
+    assert media["video"]["decoded_frames_sample"] > 0
+    assert report["generator"]["steady_cpu_percent_per_consultation"] is not None
 
 
 @pytest.mark.timeout(90)

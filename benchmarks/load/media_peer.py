@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
@@ -26,7 +26,43 @@ def ice_servers(join: dict[str, Any]) -> list[RTCIceServer]:
             for s in join.get("ice_servers") or []]
 
 
+class MediaPeer(Protocol):
+    """What the scenario needs from a participant's media connection; LoadPeer (aiortc)
+    and raw_peer.RawPeer (packet level) both provide it."""
+
+    name: str
+    negotiating: asyncio.Lock
+    closed: bool
+    nacks_received: int
+
+    @property
+    def logs(self) -> list[SendLogLike]: ...
+
+    async def offer(self) -> str: ...
+
+    async def accept_answer(self, sdp: str) -> None: ...
+
+    async def answer_offer(self, sdp: str) -> str: ...
+
+    def first_packet_at(self, kind: str) -> float | None: ...
+
+    def first_keyframe_at(self) -> float | None: ...
+
+    def sent_frames(self) -> dict[str, int]: ...
+
+    def keyframe_requests(self) -> int: ...
+
+    def generator_lag_s(self) -> float: ...
+
+    def received_summaries(self) -> list[dict[str, Any]]: ...
+
+    async def close(self, now: float) -> None: ...
+
+
 class LoadPeer:
+    """A full aiortc RTCPeerConnection (aiortc packetizes, sends RTCP, answers NACKs):
+    the reference path, and the one the decoding sample uses."""
+
     def __init__(self, name: str, loop: MediaLoop, *, video: bool,
                  remote_logs: Callable[[], Sequence[SendLogLike]],
                  latency: dict[str, LogHistogram],
@@ -108,6 +144,15 @@ class LoadPeer:
 
     def generator_lag_s(self) -> float:
         return max((t.late_s for t in self.tracks), default=0.0)
+
+    def keyframe_requests(self) -> int:
+        return sum(t.keyframe_requests for t in self.tracks)
+
+    def received_summaries(self) -> list[dict[str, Any]]:
+        return [p.summary() for p in self.probes if p.streams or p.decoded_frames]
+
+    # aiortc answers NACKs itself and does not tell: not counted on this path.
+    nacks_received = 0
 
     async def close(self, now: float) -> None:
         if self.closed:

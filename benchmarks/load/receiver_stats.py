@@ -185,6 +185,15 @@ class StreamStats:
         self.latency.add(max(0.0, now - sent))
 
     def _learn(self, now: float, ts: int, key: bytes) -> None:
+        confirmed = self.confirmed
+        if confirmed is not None:
+            # Fast path (every audio packet starts a frame): the confirmed sender's log
+            # still maps this frame to the same offset, so it is the stream in flight; no
+            # need to look through every remote log. Anything else learns again below.
+            offset, log = confirmed
+            pts = log.by_fingerprint.get(key)
+            if pts is not None and (ts - pts) & MASK32 == offset:
+                return
         best: tuple[float, int, Any] | None = None
         for log in self.logs():
             pts = log.by_fingerprint.get(key)
@@ -223,6 +232,12 @@ class StreamStats:
     def lost(self) -> int:
         return len(self.missing)
 
+    def report_block_fields(self) -> tuple[int, int, int, int]:
+        """(cumulative lost, expected, extended highest sequence number, jitter in RTP
+        timestamp units): what an RTCP receiver report says about this stream."""
+        highest = (self.highest_ext - (1 << 20)) & MASK32 if self.first_at is not None else 0
+        return self.lost, self.expected, highest, int(self.jitter * self.clock_rate)
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "packets": self.packets, "bytes": self.bytes,
                 "expected": self.expected, "lost": self.lost, "rtx": self.rtx,
@@ -230,3 +245,20 @@ class StreamStats:
                 "jitter_ms": round(self.jitter * 1000, 3), "frames": self.frames,
                 "freezes": self.freezes, "freeze_s": round(self.freeze_s, 3),
                 "latency_lookups_missed": self.lookups_missed, "relearned": self.relearned}
+
+
+SUMMED_FIELDS = ("packets", "bytes", "expected", "lost", "rtx", "recovered", "duplicates",
+                 "frames", "freezes", "freeze_s", "lookups_missed")
+
+
+def fold_streams(kind: str, streams: Sequence[StreamStats], decoded_frames: int = 0
+                 ) -> dict[str, Any]:
+    """Several streams of one receiver folded into the one summary the report reads (a
+    receiver usually has one stream; a new SSRC appears only when the server rebinds).
+    Shared by the aiortc probe and the raw receiver so both paths report alike."""
+    out: dict[str, Any] = {"kind": kind, "streams": len(streams)}
+    for key in SUMMED_FIELDS:
+        out[key] = sum(getattr(s, key) for s in streams)
+    out["jitter_ms"] = round(max((s.jitter for s in streams), default=0.0) * 1000, 3)
+    out["decoded_frames"] = decoded_frames
+    return out

@@ -151,6 +151,7 @@ def media_figures(sessions: Sequence[dict[str, Any]], latency: dict[str, LogHist
             })
     sides = [side for s in sessions for side in (s.get("media") or {}).values()]
     out["keyframe_requests_answered"] = sum(side["keyframe_requests"] for side in sides)
+    out["nacks_received"] = sum(side.get("nacks_received", 0) for side in sides)
     out["generator_lag_ms_max"] = max((side["generator_lag_ms"] for side in sides),
                                       default=None)
     total = sum(out[k]["expected"] for k in ("audio", "video"))
@@ -243,11 +244,20 @@ def aggregate(*, options: dict[str, Any], workers: Sequence[dict[str, Any]],
             "steady_cpu_percent_of_its_cpus": round(generator_steady
                                                     / max(1, len(generator_cores)), 1)
             if generator_steady is not None else None,
+            # Which peers simulated the participants (raw_peer.py or aiortc), and what one
+            # consultation cost the generator while the most calls ran: the figure that
+            # says how many consultations one generator core can drive.
+            "media_path": options.get("media_path"),
+            "steady_cpu_percent_per_consultation": round(generator_steady / peak_calls, 2)
+            if generator_steady is not None and peak_calls else None,
             "parent_cpu_s": round(parent_cpu_s, 2),
             "per_worker": [{"worker": w["worker"], "sessions": len(w["sessions"]),
                             "cpu_s": w["cpu_s"],
                             "cpu_percent": round(100 * w["cpu_s"] / max(w["wall_s"], 1e-9),
-                                                 1)} for w in workers],
+                                                 1),
+                            # frames or RTCP the raw media clock failed to send (a bug)
+                            "media_clock_errors": w.get("media_clock_errors", 0)}
+                           for w in workers],
         },
         "timeline": line,
         "server_series": series,
@@ -336,7 +346,10 @@ def markdown(report: dict[str, Any], command: str) -> str:
               f"{gen['cpu_percent_of_one_core']}% of one core, "
               f"{gen['cpu_percent_of_its_cpus']}% of its {len(gen['cpus']) or 'unpinned'} "
               f"CPU(s) on average, {_fmt(gen['steady_cpu_percent_of_its_cpus'])}% while the "
-              "most calls ran. Near 100% means the generator, not the server, was the limit.",
+              "most calls ran, "
+              f"{_fmt(gen.get('steady_cpu_percent_per_consultation'))}% of a core per "
+              f"consultation (media path: {gen.get('media_path') or 'n/a'}). Near 100% means "
+              "the generator, not the server, was the limit.",
               ""]
     if "capacity" in report:
         c = report["capacity"]

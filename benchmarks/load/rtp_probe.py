@@ -27,7 +27,7 @@ from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError
 
 from .media_source import FINGERPRINT_BYTES
-from .receiver_stats import SendLogLike, StreamStats
+from .receiver_stats import SendLogLike, StreamStats, fold_streams
 from .stats import LogHistogram
 
 
@@ -48,24 +48,29 @@ class FrameSink:
         return self.inner.get(*args, **kwargs)
 
 
-def vp8_frame_start(payload: bytes) -> tuple[int, bool] | None:
-    """(offset of the coded data, keyframe) when this VP8 payload starts a frame."""
-    if len(payload) < 2:
+def vp8_frame_start(payload: bytes, start: int = 0) -> tuple[int, bool] | None:
+    """(offset of the coded data, keyframe) when the VP8 payload at ``payload[start:]``
+    starts a frame. ``start`` lets the raw receiver read a whole RTP packet in place
+    (no payload copy); the returned offset is then into the packet."""
+    n = len(payload)
+    if n < start + 2:
         return None
-    b0 = payload[0]
+    b0 = payload[start]
     if not b0 & 0x10 or b0 & 0x07:
         return None  # not the start of partition 0
-    i = 1
+    i = start + 1
     if b0 & 0x80:
-        b1 = payload[1]
-        i = 2
+        b1 = payload[start + 1]
+        i += 1
         if b1 & 0x80:
-            i += 2 if payload[2] & 0x80 else 1
+            if i >= n:
+                return None
+            i += 2 if payload[i] & 0x80 else 1
         if b1 & 0x40:
             i += 1
         if b1 & 0x30:
             i += 1
-    if i >= len(payload):
+    if i >= n:
         return None
     return i, not payload[i] & 0x01
 
@@ -156,12 +161,4 @@ class ReceiverProbe:
     def summary(self) -> dict[str, Any]:
         """All streams of this receiver folded into one (a rebind starts a new SSRC only
         when the server says so; usually there is one)."""
-        out: dict[str, Any] = {"kind": self.kind, "streams": len(self.streams)}
-        keys = ("packets", "bytes", "expected", "lost", "rtx", "recovered", "duplicates",
-                "frames", "freezes", "freeze_s", "lookups_missed")
-        for key in keys:
-            out[key] = sum(getattr(s, key) for s in self.streams.values())
-        out["jitter_ms"] = round(max((s.jitter for s in self.streams.values()), default=0.0)
-                                 * 1000, 3)
-        out["decoded_frames"] = self.decoded_frames
-        return out
+        return fold_streams(self.kind, list(self.streams.values()), self.decoded_frames)

@@ -25,9 +25,10 @@ from typing import Any
 
 import aiohttp
 
-from .media_peer import LoadPeer, ice_servers
+from .media_peer import LoadPeer, MediaPeer, ice_servers
 from .media_source import MediaLoop
 from .plan import Options, SessionPlan, StaffSpec
+from .raw_peer import MediaClock, PacketLoop, RawPeer
 from .signalling import RequestFailed, SignalClient
 from .stats import LogHistogram
 
@@ -45,6 +46,10 @@ class Shared:
     media: MediaLoop
     staff_token: Callable[[str], str]
     progress: Progress
+    # The raw media path (options.media_path == "raw"): the loop as packets and the one
+    # task that sends every raw peer's media of this worker.
+    packets: PacketLoop | None = None
+    clock: MediaClock | None = None
     rtt: LogHistogram = field(default_factory=LogHistogram)
     latency: dict[str, LogHistogram] = field(
         default_factory=lambda: {"audio": LogHistogram(), "video": LogHistogram()})
@@ -112,7 +117,7 @@ class Consultation:
             "second_staff": plan.second_staff, "tryon": plan.tryon, "decode": plan.decode,
             "ok": False, "cause": None, "detail": None, "feature_failures": [],
             "features": {}, "staff_id": None, "chat_messages_delivered": 0}
-        self.peers: dict[str, LoadPeer] = {}
+        self.peers: dict[str, MediaPeer] = {}
         self.clients: list[SignalClient] = []
         self.staff: StaffAgent | None = None
 
@@ -250,11 +255,19 @@ class Consultation:
             raise RequestFailed("shopper-token: connection", repr(e)) from None
 
     def _peer(self, name: str, client: SignalClient, call_id: str, join: dict[str, Any],
-              video: bool, remote_logs: Callable[[], list[Any]]) -> LoadPeer:
-        peer = LoadPeer(f"{self.plan.index}-{name}", self.shared.media, video=video,
-                        remote_logs=remote_logs, latency=self.shared.latency,
-                        decode=self.plan.decode and name == "shopper",
-                        servers=ice_servers(join))
+              video: bool, remote_logs: Callable[[], list[Any]]) -> MediaPeer:
+        shared = self.shared
+        decode = self.plan.decode and name == "shopper"
+        peer: MediaPeer
+        if decode or shared.packets is None or shared.clock is None:
+            # Decoding needs aiortc's jitter buffer and decoder: the sample stays there.
+            peer = LoadPeer(f"{self.plan.index}-{name}", shared.media, video=video,
+                            remote_logs=remote_logs, latency=shared.latency,
+                            decode=decode, servers=ice_servers(join))
+        else:
+            peer = RawPeer(f"{self.plan.index}-{name}", shared.clock, shared.packets,
+                           video=video, remote_logs=remote_logs, latency=shared.latency,
+                           servers=join.get("ice_servers") or [])
         self.peers[name] = peer
 
         # A colleague's client takes part in several calls at once: each call's handler
@@ -278,7 +291,7 @@ class Consultation:
         return [log for peer_name, peer in self.peers.items() if peer_name != name
                 for log in peer.logs]
 
-    async def _negotiate(self, client: SignalClient, call_id: str, peer: LoadPeer) -> None:
+    async def _negotiate(self, client: SignalClient, call_id: str, peer: MediaPeer) -> None:
         async with peer.negotiating:
             offer = await peer.offer()
             answer = await client.request("media.offer", wait_s=self.options.step_timeout_s,
@@ -355,10 +368,11 @@ class Consultation:
         media: dict[str, Any] = {}
         for name, peer in self.peers.items():
             media[name] = {
-                "received": [p.summary() for p in peer.probes if p.streams
-                             or p.decoded_frames],
+                "path": "aiortc" if isinstance(peer, LoadPeer) else "raw",
+                "received": peer.received_summaries(),
                 "sent_frames": peer.sent_frames(),
-                "keyframe_requests": sum(t.keyframe_requests for t in peer.tracks),
+                "keyframe_requests": peer.keyframe_requests(),
+                "nacks_received": peer.nacks_received,
                 "generator_lag_ms": round(peer.generator_lag_s() * 1000, 1),
             }
             for kind in ("audio", "video"):

@@ -51,6 +51,7 @@ async def _run(worker: int, options: Options, plans: list[SessionPlan],
     from mediaserver.aiortc_adapter import use_host_addresses
 
     from .media_source import load_loop
+    from .raw_peer import MediaClock, load_packet_loop
     from .scenario import Consultation, Shared, StaffAgent
     from .server import Target
 
@@ -75,6 +76,10 @@ async def _run(worker: int, options: Options, plans: list[SessionPlan],
             queue.put(("state", worker, index, state, time.time()))
 
         shared = Shared(options, http, base_url, ws_url, media, target.staff_token, progress)
+        if options.media_path == "raw":
+            shared.packets = (load_packet_loop(options.cache_dir) if options.cache_dir
+                              else load_packet_loop())
+            shared.clock = MediaClock()
         agents = [StaffAgent(spec, shared) for spec in roster] if options.staff else []
         staff_failures: dict[str, int] = {}
         semaphore = asyncio.Semaphore(16)
@@ -105,6 +110,8 @@ async def _run(worker: int, options: Options, plans: list[SessionPlan],
 
         results = await asyncio.gather(*(one(p) for p in plans))
         cpu_end = _cpu_seconds()
+        if shared.clock is not None:
+            await shared.clock.stop()
         wall = time.monotonic() - start_mono
         for agent in agents:
             await agent.close()
@@ -114,6 +121,8 @@ async def _run(worker: int, options: Options, plans: list[SessionPlan],
         "latency": {k: h.to_json() for k, h in shared.latency.items()},
         "cpu_s": round(cpu_end - cpu_start, 3), "cpu_total_s": round(cpu_end - cpu0, 3),
         "wall_s": round(wall, 3), "cpus": sorted(os.sched_getaffinity(0)),
+        "media_path": options.media_path,
+        "media_clock_errors": shared.clock.errors if shared.clock is not None else 0,
     }
 
 
