@@ -1,14 +1,15 @@
 /* Native per-receiver forwarding for the SFU hot path (optional; see mediaserver/producer.py).
  *
  * fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, consumers) does, for every
- * Consumer in the steady state, exactly what Consumer.forward does in Python: rewrite the
- * 12-byte RTP header, keep the plaintext packet in the consumer's PacketCache, update its
- * counters, then SRTP-protect (libsrtp's srtp_protect, through the pointer pylibsrtp holds)
- * and sendto() the receiver's nominated ICE pair. Any other consumer (paused, thinning
- * temporal layers, not yet re-based, no native send target...) gets Consumer.forward.
+ * Consumer in the steady state, what Consumer.forward does in Python: rewrite the 12-byte
+ * RTP header, update its counters, then SRTP-protect (libsrtp's srtp_protect, through the
+ * pointer pylibsrtp holds) and sendto() the receiver's nominated ICE pair. Any other
+ * consumer (paused, thinning temporal layers, not yet re-based, no native send target...)
+ * gets Consumer.forward. NACKs are answered from the publisher's shared history
+ * (Producer.history, Consumer.retransmit), so nothing is stored per receiver here.
  *
- * Only Python.h and libc. Consumer and PacketCache use __slots__: their member offsets are
- * read once from the types' member descriptors (configure()), so attribute access is a load.
+ * Only Python.h and libc. Consumer uses __slots__: its member offsets are read once from
+ * the type's member descriptors (configure()), so attribute access is a load.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -236,19 +237,14 @@ static PyTypeObject UnprotectorType = {
 /* ---------------------------------------------------------------- configuration */
 
 static PyTypeObject *consumer_type = NULL;
-static PyTypeObject *cache_type = NULL;
 
 enum { C_PAUSED, C_LAYERS, C_LAST_IN_SEQ, C_SEQ_OFFSET, C_TS_OFFSET, C_PAYLOAD_TYPE, C_SSRC,
-       C_LAST_OUT_SEQ, C_LAST_OUT_TS, C_LAST_OUT_AT, C_PACKETS, C_OCTETS, C_CACHE, C_NATIVE,
+       C_LAST_OUT_SEQ, C_LAST_OUT_TS, C_LAST_OUT_AT, C_PACKETS, C_OCTETS, C_NATIVE,
        C_COUNT };
 static const char *consumer_slots[C_COUNT] = {
     "paused", "layers", "last_in_seq", "seq_offset", "ts_offset", "payload_type", "ssrc",
-    "last_out_seq", "last_out_ts", "last_out_at", "packets", "octets", "cache", "native"};
+    "last_out_seq", "last_out_ts", "last_out_at", "packets", "octets", "native"};
 static Py_ssize_t coff[C_COUNT];
-
-enum { K_MASK, K_SEQS, K_PACKETS, K_SENT_AT, K_COUNT };
-static const char *cache_slots[K_COUNT] = {"_mask", "_seqs", "_packets", "_sent_at"};
-static Py_ssize_t koff[K_COUNT];
 
 static int
 slot_offsets(PyTypeObject *type, const char **names, Py_ssize_t *offsets, int n)
@@ -274,16 +270,13 @@ slot_offsets(PyTypeObject *type, const char **names, Py_ssize_t *offsets, int n)
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
-    PyTypeObject *ct, *kt;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyType_Type, &ct, &PyType_Type, &kt))
+    PyTypeObject *ct;
+    if (!PyArg_ParseTuple(args, "O!", &PyType_Type, &ct))
         return NULL;
-    if (slot_offsets(ct, consumer_slots, coff, C_COUNT) < 0 ||
-        slot_offsets(kt, cache_slots, koff, K_COUNT) < 0)
+    if (slot_offsets(ct, consumer_slots, coff, C_COUNT) < 0)
         return NULL;
     Py_INCREF(ct);
-    Py_INCREF(kt);
     Py_XSETREF(consumer_type, ct);
-    Py_XSETREF(cache_type, kt);
     Py_RETURN_NONE;
 }
 
@@ -315,7 +308,11 @@ get_ll(PyObject *v, long long *out)
 
 /* ---------------------------------------------------------------- fanout */
 
-/* 1: forwarded natively, 0: not steady (caller uses Python), -1: error set. */
+/* 1: forwarded natively, 0: not steady (caller uses Python), -1: error set.
+ *
+ * Nothing is stored per receiver: NACKs for natively sent packets are answered by
+ * Consumer.retransmit from the publisher's own history (one reference per received
+ * packet, shared by every receiver), rebuilt with this receiver's header. */
 static int
 forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
                long long seq_ext, long long timestamp, PyObject *now)
@@ -327,28 +324,17 @@ forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
         return 0;
     if (SLOT(c, coff[C_PAUSED]) != Py_False || SLOT(c, coff[C_LAYERS]) != Py_None)
         return 0;
-    long long last_in, seq_off, ts_off, pt, ssrc, packets, octets, mask;
+    long long last_in, seq_off, ts_off, pt, ssrc, packets, octets;
     if (get_ll(SLOT(c, coff[C_LAST_IN_SEQ]), &last_in) < 0 || last_in < 0 ||
         seq_ext <= last_in - 3000)
         return 0;
-    PyObject *cache = SLOT(c, coff[C_CACHE]);
-    if (cache == NULL || Py_TYPE(cache) != cache_type)
-        return 0;
-    PyObject *seqs = SLOT(cache, koff[K_SEQS]);
-    PyObject *pkts = SLOT(cache, koff[K_PACKETS]);
-    PyObject *sent_at = SLOT(cache, koff[K_SENT_AT]);
     if (get_ll(SLOT(c, coff[C_SEQ_OFFSET]), &seq_off) < 0 ||
         get_ll(SLOT(c, coff[C_TS_OFFSET]), &ts_off) < 0 ||
         get_ll(SLOT(c, coff[C_PAYLOAD_TYPE]), &pt) < 0 ||
         get_ll(SLOT(c, coff[C_SSRC]), &ssrc) < 0 ||
         get_ll(SLOT(c, coff[C_PACKETS]), &packets) < 0 ||
         get_ll(SLOT(c, coff[C_OCTETS]), &octets) < 0 ||
-        get_ll(SLOT(cache, koff[K_MASK]), &mask) < 0 ||
-        pt < 0 || pt > 127 || ssrc < 0 || ssrc > 0xFFFFFFFFLL ||
-        seqs == NULL || !PyList_CheckExact(seqs) || pkts == NULL || !PyList_CheckExact(pkts) ||
-        sent_at == NULL || !PyList_CheckExact(sent_at) ||
-        PyList_GET_SIZE(seqs) <= mask || PyList_GET_SIZE(pkts) <= mask ||
-        PyList_GET_SIZE(sent_at) <= mask || mask < 0)
+        pt < 0 || pt > 127 || ssrc < 0 || ssrc > 0xFFFFFFFFLL)
         return 0;
     if (12 + plen > MAX_PLAIN)
         return 0; /* Python raises for it, as before */
@@ -356,64 +342,47 @@ forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
     unsigned int out_seq = (unsigned int)((seq_ext + seq_off) & 0xFFFF);
     unsigned long out_ts = (unsigned long)((timestamp + ts_off) & 0xFFFFFFFFLL);
 
-    PyObject *packet = PyBytes_FromStringAndSize(NULL, 12 + plen);
-    if (packet == NULL)
-        return -1;
-    unsigned char *h = (unsigned char *)PyBytes_AS_STRING(packet);
-    h[0] = 0x80;
-    h[1] = (unsigned char)(pt | (marker ? 0x80 : 0));
-    h[2] = (unsigned char)(out_seq >> 8);
-    h[3] = (unsigned char)out_seq;
-    h[4] = (unsigned char)(out_ts >> 24);
-    h[5] = (unsigned char)(out_ts >> 16);
-    h[6] = (unsigned char)(out_ts >> 8);
-    h[7] = (unsigned char)out_ts;
-    h[8] = (unsigned char)(ssrc >> 24);
-    h[9] = (unsigned char)(ssrc >> 16);
-    h[10] = (unsigned char)(ssrc >> 8);
-    h[11] = (unsigned char)ssrc;
-    memcpy(h + 12, payload, plen);
-
-    PyObject *o_seq = PyLong_FromUnsignedLong(out_seq);
-    PyObject *o_seq2 = PyLong_FromUnsignedLong(out_seq);
     PyObject *o_packets = PyLong_FromLongLong(packets + 1);
     PyObject *o_octets = PyLong_FromLongLong(octets + plen);
-    PyObject *o_in = NULL, *o_ts = NULL;
+    PyObject *o_in = NULL, *o_seq = NULL, *o_ts = NULL;
     int advance = seq_ext > last_in;
     if (advance) {
         o_in = PyLong_FromLongLong(seq_ext);
+        o_seq = PyLong_FromUnsignedLong(out_seq);
         o_ts = PyLong_FromUnsignedLong(out_ts);
     }
-    if (!o_seq || !o_seq2 || !o_packets || !o_octets || (advance && (!o_in || !o_ts))) {
-        Py_XDECREF(o_seq); Py_XDECREF(o_seq2); Py_XDECREF(o_packets); Py_XDECREF(o_octets);
-        Py_XDECREF(o_in); Py_XDECREF(o_ts); Py_DECREF(packet);
+    if (!o_packets || !o_octets || (advance && (!o_in || !o_seq || !o_ts))) {
+        Py_XDECREF(o_packets); Py_XDECREF(o_octets);
+        Py_XDECREF(o_in); Py_XDECREF(o_seq); Py_XDECREF(o_ts);
         return -1;
     }
     if (advance) {
         slot_set(c, coff[C_LAST_IN_SEQ], o_in);
-        slot_set(c, coff[C_LAST_OUT_SEQ], o_seq2);
+        slot_set(c, coff[C_LAST_OUT_SEQ], o_seq);
         slot_set(c, coff[C_LAST_OUT_TS], o_ts);
         Py_INCREF(now);
         slot_set(c, coff[C_LAST_OUT_AT], now);
-    } else {
-        Py_DECREF(o_seq2);
     }
-    /* cache.put(out_seq, packet, now): PyList_SetItem steals and drops the old value */
-    Py_ssize_t i = (Py_ssize_t)(out_seq & mask);
-    Py_INCREF(packet);
-    PyList_SetItem(seqs, i, o_seq);
-    PyList_SetItem(pkts, i, packet);
-    Py_INCREF(now);
-    PyList_SetItem(sent_at, i, now);
     slot_set(c, coff[C_PACKETS], o_packets);
     slot_set(c, coff[C_OCTETS], o_octets);
 
-    /* protect a copy (the cache keeps the plaintext) and send */
+    /* header + payload straight into the buffer libsrtp protects in place */
     Target *t = (Target *)native;
     unsigned char buf[BUF_SIZE];
+    buf[0] = 0x80;
+    buf[1] = (unsigned char)(pt | (marker ? 0x80 : 0));
+    buf[2] = (unsigned char)(out_seq >> 8);
+    buf[3] = (unsigned char)out_seq;
+    buf[4] = (unsigned char)(out_ts >> 24);
+    buf[5] = (unsigned char)(out_ts >> 16);
+    buf[6] = (unsigned char)(out_ts >> 8);
+    buf[7] = (unsigned char)out_ts;
+    buf[8] = (unsigned char)(ssrc >> 24);
+    buf[9] = (unsigned char)(ssrc >> 16);
+    buf[10] = (unsigned char)(ssrc >> 8);
+    buf[11] = (unsigned char)ssrc;
+    memcpy(buf + 12, payload, (size_t)plen);
     int len = (int)(12 + plen);
-    memcpy(buf, h, len);
-    Py_DECREF(packet); /* the cache holds it */
     if (t->protect(t->session, buf, &len) != 0) {
         t->errors++;
         return 1;
@@ -482,7 +451,7 @@ fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef module_methods[] = {
     {"fanout", (PyCFunction)(void (*)(void))fanout, METH_FASTCALL,
      "fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, consumers)"},
-    {"configure", configure, METH_VARARGS, "configure(Consumer, PacketCache)"},
+    {"configure", configure, METH_VARARGS, "configure(Consumer)"},
     {NULL}};
 
 static struct PyModuleDef module_def = {

@@ -28,6 +28,7 @@ MASK32 = 0xFFFFFFFF
 
 class Consumer:
     __slots__ = (
+        "base_in_seq",
         "bitrate_bps",
         "cache",
         "clock_rate",
@@ -85,6 +86,9 @@ class Consumer:
         self.last_out_ts = random.randrange(1 << 32)
         self.last_out_at = 0.0
         self.last_in_seq = -1
+        # First input packet of the current re-base: packets from it on went out with the
+        # current offsets, so a NACK for them can be answered from the producer's history.
+        self.base_in_seq = 0
         self.seq_offset = 0
         self.ts_offset = 0
         self.waiting_keyframe = True
@@ -147,6 +151,7 @@ class Consumer:
                 if self.last_out_at else 1
             self.seq_offset = self.last_out_seq + 1 - seq_ext
             self.ts_offset = self.last_out_ts + gap - timestamp
+            self.base_in_seq = seq_ext
             self.waiting_keyframe = False
         elif seq_ext <= self.last_in_seq - 3000:
             return  # from before the re-base: would go out as a duplicate
@@ -171,7 +176,9 @@ class Consumer:
         for seq in lost:
             packet = self.cache.get(seq)
             if packet is None:
-                continue
+                packet = self._rebuild(seq)
+                if packet is None:
+                    continue
             if self.rtx_payload_type is not None:
                 self.rtx_seq = (self.rtx_seq + 1) & MASK16
                 # RFC 4588: the original sequence number leads the original payload.
@@ -183,6 +190,27 @@ class Consumer:
             sent += 1
         self.retransmissions += sent
         return sent
+
+    def _rebuild(self, out_seq: int) -> bytes | None:
+        """A packet the native fan-out sent (it keeps no copy), from the producer's history.
+
+        Only for packets sent with the current offsets (after the last re-base) and without
+        layer thinning, whose numbers are a plain shift of the publisher's.
+        """
+        producer = self.producer
+        last_in = self.last_in_seq
+        if producer is None or self.layers is not None or last_in < 0:
+            return None
+        in_seq = last_in - ((last_in - (out_seq - self.seq_offset)) & MASK16)
+        if in_seq < self.base_in_seq:
+            return None
+        entry = producer.recalled(in_seq)
+        if entry is None:
+            return None  # never received (the server NACKs the publisher itself) or too old
+        _, data, offset, marker, timestamp = entry
+        return build_packet(self.payload_type, marker, out_seq,
+                            (timestamp + self.ts_offset) & MASK32, self.ssrc,
+                            memoryview(data)[offset:])
 
     def set_max_layer(self, max_tid: int) -> None:
         """Forward temporal layers up to ``max_tid`` (2: all of L1T3) from now on."""
@@ -216,7 +244,7 @@ def _load_native_fanout() -> Callable[..., None] | None:
         from . import _fanout
     except ImportError:
         return None
-    _fanout.configure(Consumer, PacketCache)
+    _fanout.configure(Consumer)
     return _fanout.fanout
 
 

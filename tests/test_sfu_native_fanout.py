@@ -20,6 +20,7 @@ from pylibsrtp import Session as SrtpSession
 
 import mediaserver.consumer as consumer_module
 from mediaserver.consumer import Consumer
+from mediaserver.producer import HISTORY_MASK, HISTORY_SIZE, Producer
 from mediaserver.vp8 import TemporalLayerFilter
 
 from .media_peers import MediaPeer, colour_close
@@ -118,10 +119,22 @@ def packets(count: int, seq0: int = 65530, ts0: int = 4294960000
         yield head + ext + payload, marker, seq_ext, timestamp, 20, i == 0, 100.0 + i / 50
 
 
+def publisher() -> Producer:
+    return Producer("p1", "video", 0xCAFE, "video/vp8", 96, 90000, 97, lambda _: None)
+
+
+def remember(producer: Producer, args: tuple[bytes, int, int, int, int, bool, float]) -> None:
+    """What Producer.receive records before fanning a packet out."""
+    data, marker, seq_ext, timestamp, offset, _, _ = args
+    producer.history[seq_ext & HISTORY_MASK] = (seq_ext, data, offset, marker, timestamp)
+
+
 def test_native_output_equals_python_path(link: Link) -> None:
     native, python, sent_native, sent_python = twins()
     native.native = link.target
+    native.producer = python.producer = producer = publisher()
     for args in packets(60):
+        remember(producer, args)
         fanout(*args, [native])
         python.forward(*args)
     # The first packet re-bases the stream: Python (the consumer's own send), then C.
@@ -133,14 +146,27 @@ def test_native_output_equals_python_path(link: Link) -> None:
     for name in ("last_in_seq", "last_out_seq", "last_out_ts", "last_out_at", "packets",
                  "octets", "seq_offset", "ts_offset"):
         assert getattr(native, name) == getattr(python, name), name
-    # The cache holds the plaintext packets, answerable to NACKs like the Python path's.
+    # Nothing is kept per receiver on the native path, yet every packet it sent is answered
+    # to a NACK with the same bytes as the Python path's (rebuilt from the publisher's
+    # history), across the sequence number wrap.
+    held = [p for p in sent_python if native.cache.get(int.from_bytes(p[2:4], "big"))]
+    assert held == sent_python[:1]  # only the re-basing packet, which Python sent
+    native.rtx_payload_type = python.rtx_payload_type = None
     for packet in sent_python:
         seq = int.from_bytes(packet[2:4], "big")
-        assert native.cache.get(seq) == packet
-        assert native.cache.sent_at(seq) == python.cache.sent_at(seq)
+        assert native.retransmit([seq], 200.0) == 1
+        assert sent_native[-1] == packet
+    native.rtx_payload_type = python.rtx_payload_type = 97
     seq = int.from_bytes(sent_python[-1][2:4], "big")
     native.retransmit([seq], 200.0)
     assert sent_native[-1][12:] == sent_python[-1][2:4] + sent_python[-1][12:]  # RTX
+    # Packets the publisher's history no longer holds, or from before a re-base, are not
+    # answered (never with another packet's payload).
+    for args in packets(HISTORY_SIZE, seq0=65530 + 60, ts0=0):
+        remember(producer, args)
+    assert native.retransmit([int.from_bytes(sent_python[5][2:4], "big")], 201.0) == 0
+    native.last_in_seq = -1  # waiting for a keyframe: offsets about to change
+    assert native.retransmit([int.from_bytes(sent_python[-1][2:4], "big")], 201.0) == 0
 
 
 def test_reordered_and_stale_packets_match_python(link: Link) -> None:
