@@ -128,22 +128,76 @@ def pick_temporal_layer(cumulative_bps: Sequence[float], available_bps: float,
     return 0
 
 
-class VideoGate:
-    """Audio-only fallback with hysteresis: pause below the floor, resume above 1.5x it."""
+# A REMB this far above what we send describes our traffic, not the link: Chromium's
+# receive-side estimate stays within about 1.5x the incoming rate + 10 kbps when the sender
+# under-uses the link (a static scene, a low-complexity camera, or audio only).
+APP_LIMITED_RATIO = 1.3
+APP_LIMITED_MAX_LOSS = 0.02
+CONGESTED_RATIO = 0.9
+PROBE_FIRST_S = 5.0  # paused for an app-limited estimate: try video again after this
+PROBE_MAX_S = 60.0
+PROBE_FAILED_WITHIN_S = 10.0  # paused again this soon after a probe: back off
+LOW_TICKS_TO_PAUSE = 2
 
-    __slots__ = ("floor_bps", "paused")
+
+def app_limited(remb_bps: float | None, sent_bps: float, fraction_lost: float) -> bool:
+    """Whether a receiver's low estimate says nothing about its link: its REMB sits well
+    above what we send it and nothing is lost. Such a receiver is not constrained."""
+    return (remb_bps is not None and remb_bps >= APP_LIMITED_RATIO * sent_bps
+            and fraction_lost < APP_LIMITED_MAX_LOSS)
+
+
+def congested(remb_bps: float | None, sent_bps: float, fraction_lost: float) -> bool:
+    """Whether a receiver shows trouble with what it gets now: loss, or a REMB under it."""
+    return fraction_lost >= APP_LIMITED_MAX_LOSS or (
+        remb_bps is not None and remb_bps < CONGESTED_RATIO * sent_bps)
+
+
+class VideoGate:
+    """Audio-only fallback with hysteresis: pause below the floor, resume above 1.5x it.
+
+    Only a low estimate that holds for LOW_TICKS_TO_PAUSE reports in a row pauses (a
+    keyframe burst can dip one), and never one that is ``app_limited``. Once paused, a
+    receiver gets only audio, so its REMB can no longer show that video would fit: after
+    ``probe_after_s`` without congestion (loss, or a REMB under what it gets), video is
+    tried again. A probe that ends in another pause within PROBE_FAILED_WITHIN_S doubles the
+    wait (up to PROBE_MAX_S), so a really weak link is not flooded with keyframes.
+    """
+
+    __slots__ = ("floor_bps", "low_ticks", "paused", "paused_at", "probe_after_s",
+                 "resumed_at")
 
     def __init__(self, floor_bps: float) -> None:
         self.floor_bps = floor_bps
         self.paused = False
+        self.low_ticks = 0
+        self.paused_at = 0.0
+        self.resumed_at: float | None = None
+        self.probe_after_s = PROBE_FIRST_S
 
-    def update(self, available_bps: float) -> bool | None:
-        """True: just paused; False: just resumed; None: unchanged."""
-        if not self.paused and available_bps < self.floor_bps:
+    def update(self, available_bps: float, now: float = 0.0, *, app_limited: bool = False,
+               congested: bool = False) -> bool | None:
+        """One estimate (once a second). True: just paused; False: just resumed; None:
+        unchanged."""
+        if not self.paused:
+            if available_bps >= self.floor_bps or app_limited:
+                self.low_ticks = 0
+                return None
+            self.low_ticks += 1
+            if self.low_ticks < LOW_TICKS_TO_PAUSE:
+                return None
             self.paused = True
+            self.low_ticks = 0
+            self.paused_at = now
+            probe_failed = self.resumed_at is not None and \
+                now - self.resumed_at < PROBE_FAILED_WITHIN_S
+            self.probe_after_s = min(2 * self.probe_after_s, PROBE_MAX_S) \
+                if probe_failed else PROBE_FIRST_S
             return True
-        if self.paused and available_bps >= 1.5 * self.floor_bps:
+        if available_bps >= 1.5 * self.floor_bps or (
+                not congested and now - self.paused_at >= self.probe_after_s):
             self.paused = False
+            self.resumed_at = now
             return False
         return None
 

@@ -24,6 +24,8 @@ from . import h264
 from .aiortc_adapter import PeerAdapter, server_h264_fmtps
 from .bandwidth import (
     StoreBudget,
+    app_limited,
+    congested,
     layered_publisher_cap,
     pick_temporal_layer,
     publisher_cap,
@@ -305,7 +307,14 @@ class Router:
             if receiver.id.startswith("staff:") and share.downlink_bps is not None:
                 available = min(available, share.downlink_bps)
             receiver.available_bps = available
-            change = receiver.video_gate.update(available - AUDIO_BPS)
+            # A store's configured downlink is a real limit; a REMB that only mirrors how
+            # little we send is not (see bandwidth.app_limited).
+            store_bound = available < receiver.estimate.bps
+            remb = receiver.estimate.remb_bps
+            change = receiver.video_gate.update(
+                available - AUDIO_BPS, now,
+                app_limited=not store_bound and app_limited(remb, sent, loss),
+                congested=store_bound or congested(remb, sent, loss))
             if change is not None:
                 self._pause_video(receiver, paused=change)
         for publisher in live:

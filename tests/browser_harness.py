@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from signaling.model import Role
+
 from .harness import ROOT, ServerProcess
 
 CHROMIUM = os.environ.get("SHOPCALL_CHROMIUM", "/usr/bin/chromium")
@@ -289,6 +291,14 @@ def browser_server(workdir: Path, **overrides: Any) -> Iterator[ServerProcess]:
         yield server
     except BaseException:
         print(f"--- server log ---\n{server.log.read_text()[-4000:]}")
+        try:  # what the SFU forwarded to whom: the first thing to read when media stalls
+            request = urllib.request.Request(
+                server.base_url + "/api/media-sessions",
+                headers={"Authorization": f"Bearer {server.token(Role.OPERATOR, 'debug')}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                print(f"--- media sessions ---\n{response.read().decode()[:6000]}")
+        except Exception as exc:  # the failure being reported matters more
+            print(f"--- media sessions unavailable: {exc!r}")
         raise
     finally:
         server.stop()

@@ -6,8 +6,13 @@ import pytest
 
 from mediaserver.bandwidth import (
     MIN_BPS,
+    PROBE_FAILED_WITHIN_S,
+    PROBE_FIRST_S,
+    PROBE_MAX_S,
     BandwidthEstimate,
     VideoGate,
+    app_limited,
+    congested,
     layered_publisher_cap,
     pick_temporal_layer,
     publisher_cap,
@@ -88,6 +93,57 @@ def test_store_capacity_is_shared_equally() -> None:
 def test_video_gate_has_hysteresis() -> None:
     gate = VideoGate(100_000)
     assert gate.update(150_000) is None
-    assert gate.update(90_000) is True and gate.paused
-    assert gate.update(120_000) is None and gate.paused  # not yet 1.5x the floor
-    assert gate.update(150_000) is False and not gate.paused
+    assert gate.update(90_000) is None and not gate.paused  # one dip: a keyframe burst?
+    assert gate.update(150_000) is None
+    assert gate.update(90_000) is None
+    assert gate.update(90_000) is True and gate.paused  # two reports in a row
+    assert gate.update(120_000, congested=True) is None and gate.paused  # not yet 1.5x
+    assert gate.update(150_000, congested=True) is False and not gate.paused
+
+
+def test_app_limited_estimate_is_not_a_weak_link() -> None:
+    # Chromium's REMB when we send it 77 kbps of a low-complexity camera plus audio.
+    assert app_limited(125_714, 77_000, 0.0)
+    assert not app_limited(125_714, 110_000, 0.0)  # we send about what it says: binding
+    assert not app_limited(125_714, 77_000, 0.05)  # losing packets: a real limit
+    assert not app_limited(None, 0.0, 0.0)  # no REMB: the loss estimate decides
+
+
+def test_gate_ignores_app_limited_estimates_and_probes_back_with_backoff() -> None:
+    gate = VideoGate(100_000)
+    for _ in range(5):
+        assert gate.update(85_000, 0.0, app_limited=True) is None and not gate.paused
+    # A real low estimate pauses. Audio alone then says nothing about video: once the link
+    # shows no trouble for PROBE_FIRST_S, video is tried again.
+    gate.update(85_000, 0.0)
+    assert gate.update(85_000, 1.0) is True and gate.paused
+    assert gate.update(30_000, 1.0 + PROBE_FIRST_S - 0.5) is None
+    assert gate.update(30_000, 1.0 + PROBE_FIRST_S, congested=True) is None  # still losing
+    assert gate.update(30_000, 1.0 + PROBE_FIRST_S + 1) is False  # probe
+    # The link really is weak: paused again soon, so the next probe waits twice as long.
+    t = 1.0 + PROBE_FIRST_S + 3.0
+    gate.update(60_000, t - 1)
+    assert gate.update(60_000, t) is True
+    assert gate.update(30_000, t + PROBE_FIRST_S) is None
+    t += 2 * PROBE_FIRST_S
+    assert gate.update(30_000, t) is False
+    for _ in range(10):  # failing over and over: never more often than PROBE_MAX_S
+        gate.update(60_000, t + 1)
+        t += 2.0
+        assert gate.update(60_000, t) is True
+        t += gate.probe_after_s
+        assert gate.update(30_000, t) is False
+    assert gate.probe_after_s == PROBE_MAX_S
+    # Video that holds for a while resets the wait.
+    t += 3 * PROBE_FAILED_WITHIN_S
+    gate.update(60_000, t - 1)
+    assert gate.update(60_000, t) is True and gate.probe_after_s == PROBE_FIRST_S
+    # A measured recovery (1.5x the floor) resumes at once, congested or not.
+    assert gate.update(150_000, t + 0.1, congested=True) is False
+
+
+def test_congestion_is_loss_or_a_remb_under_what_is_sent() -> None:
+    assert congested(26_824, 24_600 + 40_000, 0.0)  # REMB under what it gets
+    assert not congested(26_824, 24_600, 0.0)  # audio only, and it copes
+    assert congested(1_000_000, 24_600, 0.05)
+    assert not congested(None, 500_000, 0.0)

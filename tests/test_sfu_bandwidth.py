@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from mediaserver.backend import SfuBackend
 from mediaserver.bandwidth import StoreBudget
@@ -150,5 +151,60 @@ async def test_stream_added_while_on_audio_only_stays_paused(backend: SfuBackend
         assert added.packets == 0
     finally:
         await colleague.close()
+        await shopper.close()
+        await staff.close()
+
+
+async def chromium_like_remb(peer: MediaPeer, delivered: Callable[[], int]) -> None:
+    """Send the REMB a browser sends when the incoming stream under-uses the link: its
+    receive-side estimate stays near 1.5x the incoming rate + 10 kbps. (aiortc itself only
+    estimates with abs-send-time, which forwarded packets do not carry, and its stats have
+    no byte counts: `delivered` is what the server sent it, all of which arrives here.)"""
+    receiver = next(t.receiver for t in peer.pc.getTransceivers() if t.kind == "video")
+    last = delivered()
+    while True:
+        await asyncio.sleep(1.0)
+        now = delivered()
+        bps = 1.5 * (now - last) * 8 + 10_000
+        last = now
+        await receiver._send_rtcp(RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=receiver._RTCRtpReceiver__rtcp_ssrc or 1, media_ssrc=0,
+            fci=pack_remb_fci(int(bps), [])))
+
+
+async def test_a_quiet_camera_is_not_mistaken_for_a_weak_link(backend: SfuBackend) -> None:
+    """A flat picture makes tiny VP8 frames, and a browser's REMB only follows what it gets:
+    an estimate under the floor that says nothing about the link. Pausing on it would
+    latch, since audio alone keeps that REMB low for ever (seen with Chromium's fake camera
+    in the browser tests)."""
+    await backend.create_session(MediaSessionSpec(
+        "ms_quiet", "cnv_quiet", "call_quiet", CallKind.VIDEO, "quiet", ()))
+    session = Session(backend, "ms_quiet")
+    shopper = MediaPeer("shopper-quiet", RED)  # no noise: a few hundred bytes a frame
+    staff = MediaPeer("staff-quiet", BLUE)
+    remb = None
+    try:
+        await session.join("shopper:s", shopper)
+        await session.join("staff:a", staff)
+        await staff.wait_frames(5)
+        receiver = session.router().participants["staff:a"]
+        remb = asyncio.ensure_future(chromium_like_remb(staff, lambda: sum(
+            c.octets + 12 * c.packets for c in receiver.consumers.values())))
+        for _ in range(30):  # the REMB settles on what the staff member gets
+            estimate = receiver.estimate.remb_bps
+            if estimate is not None and estimate < backend.video_floor_bps:
+                break
+            await asyncio.sleep(0.5)
+        assert receiver.estimate.remb_bps is not None and \
+            receiver.estimate.remb_bps < backend.video_floor_bps, \
+            "the REMB never went under the floor: this scenario no longer tests anything"
+        await asyncio.sleep(3)  # three more estimates at that level
+        assert not receiver.video_gate.paused
+        assert not [m for _, m in session.notes if m.get("code") == "video_paused"]
+        frames = staff.video_in()[0].frames
+        await staff.wait_frames(frames + 30)
+    finally:
+        if remb is not None:
+            remb.cancel()
         await shopper.close()
         await staff.close()
