@@ -36,10 +36,9 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-try:
-    from . import _fanout
-except ImportError:  # not compiled: the pure Python send path only
-    _fanout = None  # type: ignore[assignment]
+from .native import load_extension
+
+_fanout = load_extension()
 
 log = logging.getLogger(__name__)
 # a=extmap:<id>[/<direction>] <uri> [attributes]
@@ -298,7 +297,7 @@ class PeerAdapter:
         """libsrtp's srtp_unprotect on pylibsrtp's session, called from C: the same result
         as ``session.unprotect`` (ValueError instead of pylibsrtp.Error when a packet does
         not authenticate) at half the cost per received packet. None: pure Python."""
-        if _fanout is None or os.environ.get("SHOPCALL_NATIVE_FANOUT", "1") == "0":
+        if _fanout is None:
             return None
         try:
             from pylibsrtp._binding import ffi, lib

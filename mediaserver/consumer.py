@@ -8,12 +8,12 @@ continues without a jump, starting at a keyframe.
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .native import load_extension
 from .packet_cache import PacketCache
 from .rtp_header import build_packet
 from .vp8 import TemporalLayerFilter, rewrite_descriptor_head
@@ -238,11 +238,8 @@ def _load_native_fanout() -> Callable[..., None] | None:
     It forwards steady-state consumers exactly like :meth:`Consumer.forward` and calls
     ``forward`` for every other one.
     """
-    if os.environ.get("SHOPCALL_NATIVE_FANOUT", "1") == "0":
-        return None
-    try:
-        from . import _fanout
-    except ImportError:
+    _fanout = load_extension()
+    if _fanout is None:
         return None
     _fanout.configure(Consumer)
     return _fanout.fanout
