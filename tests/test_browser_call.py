@@ -258,6 +258,9 @@ def test_camera_off_shows_camera_off_not_black(tmp_path: Path, contexts: Context
 
         controls.get_by_role("button", name="Stop camera").click()
         expect(controls.get_by_role("button", name="Start camera")).to_be_visible()
+        # The button flips at once; replaceTrack(null) completes a moment later.
+        wait_for(shopper, lambda: not shopper.evaluate(VIDEO_SENDER)["hasTrack"],
+                 "the sender to drop the camera track", timeout_s=5)
         after = shopper.evaluate(VIDEO_SENDER)
         assert not after["hasTrack"], f"the camera still sends (black frames?): {after}"
         expect(widget.locator(".stage-self .self-off")).to_be_visible()
