@@ -169,6 +169,15 @@ def test_native_output_equals_python_path(link: Link) -> None:
     assert native.retransmit([int.from_bytes(sent_python[-1][2:4], "big")], 201.0) == 0
 
 
+def test_target_connects_its_socket_to_the_receiver(link: Link) -> None:
+    """send() on a connected socket skips the kernel's per-call route lookup: the target
+    connects the ICE pair's socket (shared through the dup) to the receiver's address."""
+    assert link.target.connected
+    assert link.sender.getpeername() == link.receiver.getsockname()
+    link.target.clear()
+    assert not link.target.connected and not link.target.valid
+
+
 def test_reordered_and_stale_packets_match_python(link: Link) -> None:
     native, python, _, sent_python = twins()
     native.native = link.target
@@ -300,6 +309,8 @@ async def test_call_forwards_with_and_without_native_path(
     sent = sum(p.peer.native_target.sent for p in router.participants.values())
     if native:
         assert sent > 100
+        for p in router.participants.values():  # sent with send() on a connected socket
+            assert p.peer.native_target.connected
         assert all(type(p.peer._unprotect.__self__) is _fanout.Unprotector
                    for p in router.participants.values())
     else:
