@@ -22,6 +22,7 @@ from signaling.media import (
 from .aiortc_adapter import use_host_addresses
 from .bandwidth import StoreBudget, session_share
 from .call_quality import CallQualityMonitor
+from .feedback_clock import FeedbackClock
 from .metrics import SfuCollector, Totals, participant_totals
 from .participant import NegotiationError
 from .router import Router
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_INTERVAL_S = 0.05  # NACKs to publishers
-REPORT_INTERVAL_S = 1.0  # receiver reports to publishers
+FEEDBACK_INTERVAL_S = 0.05  # NACKs to publishers, keyframe requests again, freeze sampling
+REPORT_INTERVAL_S = 1.0  # receiver reports to publishers, bandwidth adaptation
 
 
 class SfuBackend:
@@ -49,6 +50,8 @@ class SfuBackend:
         self.quality: dict[str, CallQualityMonitor] = {}  # by session id, for the reports
         self._notify: Notify = lambda _pid, _msg: None
         self._ticker: asyncio.Task[None] | None = None
+        # Driven by received packets (see feedback_clock), shared by every session.
+        self.clock = FeedbackClock(self._feedback, FEEDBACK_INTERVAL_S)
         self.retired = Totals()
         self.retired_fallbacks = 0
         self.collector = SfuCollector(self)
@@ -70,28 +73,31 @@ class SfuBackend:
             self.tryon.close()
 
     async def _tick_loop(self) -> None:
-        last_report = 0.0
+        """Once a second: reports and adaptation, and the 50 ms work when no media flows."""
         while True:
-            await asyncio.sleep(FEEDBACK_INTERVAL_S)
+            await asyncio.sleep(REPORT_INTERVAL_S)
             now = time.monotonic()
-            reports = now - last_report >= REPORT_INTERVAL_S
-            if reports:
-                last_report = now
-            for router in list(self.routers.values()):
-                try:
-                    router.tick(now, reports)
-                    monitor = self.quality.get(router.spec.session_id)
-                    if monitor is not None:
-                        monitor.sample(router.participants.values(), now, reports)
-                except Exception:
-                    log.exception("media session %s: feedback failed", router.spec.session_id)
+            self.clock.due = now + FEEDBACK_INTERVAL_S
+            self._feedback(now, reports=True)
+
+    def _feedback(self, now: float, reports: bool = False) -> None:
+        """Every session's feedback; also called from the packet path, so it never raises."""
+        for router in list(self.routers.values()):
+            try:
+                router.tick(now, reports)
+                monitor = self.quality.get(router.spec.session_id)
+                if monitor is not None:
+                    monitor.sample(router.participants.values(), now, reports)
+            except Exception:
+                log.exception("media session %s: feedback failed", router.spec.session_id)
 
     async def create_session(self, spec: MediaSessionSpec) -> None:
         # Through a lambda: the notify callback may be bound after sessions exist.
         self.routers[spec.session_id] = Router(
             spec, lambda pid, msg: self._notify(pid, msg), self.ice_servers,
             video_floor_bps=self.video_floor_bps, store_share=self._share,
-            retire=lambda p: self.retired.add(participant_totals(p)), tryon=self.tryon)
+            retire=lambda p: self.retired.add(participant_totals(p)), tryon=self.tryon,
+            clock=self.clock)
         self.quality[spec.session_id] = CallQualityMonitor(time.monotonic())
 
     def _share(self, store_id: str | None) -> StoreBudget:

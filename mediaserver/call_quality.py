@@ -1,7 +1,8 @@
 """Per-call media quality totals, for the business reports (issue 7) when a call ends.
 
-Nothing here runs on the packet path. The backend's ticker (every 50 ms, plus a report tick
-every second) calls `CallQualityMonitor.sample`, which reads counters consumers and producers
+Nothing here runs per packet. The backend's feedback work (every 50 ms while media flows,
+run on a packet arrival, see feedback_clock; once a second with reports) calls
+`CallQualityMonitor.sample`, which reads counters consumers and producers
 already keep (`last_out_at`, `packets`, `rr_fraction_lost`, `rtt_s`, the publisher's
 `ReceiveStats`). A 50 ms sampling step is ten times finer than the freeze threshold, so a
 freeze is never missed; its measured length is off by at most one step.

@@ -69,6 +69,7 @@ class Participant:
     def __init__(self, participant_id: str, router: Router, peer: PeerAdapter) -> None:
         self.id = participant_id
         self.router = router
+        self.clock = router.clock
         self.peer = peer
         self.producers: dict[int, Producer] = {}  # by SSRC (RTX SSRCs map to their stream)
         self.rtx_ssrcs: dict[int, Producer] = {}
@@ -176,10 +177,14 @@ class Participant:
             return
         payload_type, marker, seq, timestamp, ssrc, offset = header
         producer = self.producers.get(ssrc)
+        now = time.monotonic()
         if producer is not None and payload_type == producer.payload_type:
-            producer.receive(data, marker, seq, timestamp, offset, time.monotonic())
-            return
-        self._on_other_rtp(data, payload_type, marker, seq, timestamp, ssrc, offset)
+            producer.receive(data, marker, seq, timestamp, offset, now)
+        else:
+            self._on_other_rtp(data, payload_type, marker, seq, timestamp, ssrc, offset)
+        clock = self.clock
+        if now >= clock.due:  # the server's 50 ms feedback work rides on packet arrivals
+            clock.run(now)
 
     def _on_other_rtp(self, data: bytes, payload_type: int, marker: int, seq: int,
                       timestamp: int, ssrc: int, offset: int) -> None:

@@ -30,6 +30,7 @@ from .bandwidth import (
     pick_temporal_layer,
     publisher_cap,
 )
+from .feedback_clock import FeedbackClock
 from .participant import NegotiationError, Participant
 from .producer import Producer
 
@@ -80,9 +81,11 @@ class Router:
                  ice_servers: list[dict[str, Any]], *, video_floor_bps: float = 100_000,
                  store_share: Callable[[str | None], StoreBudget] | None = None,
                  retire: Callable[[Participant], None] = lambda _p: None,
-                 tryon: TryOnService | None = None) -> None:
+                 tryon: TryOnService | None = None, clock: FeedbackClock | None = None) -> None:
         self.retire = retire  # folds a departing participant's counters into the totals
         self.spec = spec
+        # The backend's; a router on its own (tests) gets one whose work does nothing.
+        self.clock = clock or FeedbackClock(lambda _now: None)
         self.video_floor_bps = video_floor_bps
         # The session's share of its store's capacity (None: unlimited).
         self.store_share = store_share or (lambda _store: StoreBudget())

@@ -11,6 +11,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from mediaserver.aiortc_adapter import PeerAdapter, RecvSlot
 from mediaserver.consumer import Consumer
+from mediaserver.feedback_clock import FeedbackClock
 from mediaserver.participant import Participant
 from mediaserver.rtp_header import build_packet, parse_header
 
@@ -24,6 +25,7 @@ KEYFRAME = bytes([0x10, 0x00, 0x00, 0x00]) + bytes(100)  # S=1 and VP8 P bit 0: 
 
 class _Router:
     video_floor_bps = 100_000
+    clock = FeedbackClock(lambda _now: None)
 
     def reconcile(self) -> None: ...
 
