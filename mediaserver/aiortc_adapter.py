@@ -7,7 +7,8 @@ and `sender.send` on the instance with functions that only record the negotiated
 parameters. Once DTLS is up we take SRTP/SRTCP datagrams straight from the UDP protocol of
 the ICE connection (before aioice's STUN parse and queue, before aiortc's per-packet awaits),
 unprotect them synchronously, and send with a synchronous protect + sendto on the nominated
-candidate pair. The per-packet path therefore has no await at all.
+candidate pair (following aioice if the remote nominates another one). The per-packet path
+therefore has no await at all.
 
 Everything here is tested directly by tests/test_sfu_adapter.py; if an aiortc upgrade moves
 an attribute, those tests fail first.
@@ -140,6 +141,9 @@ class PeerAdapter:
         self._unprotect: Callable[[bytes], bytes] | None = None
         self._unprotect_rtcp: Callable[[bytes], bytes] | None = None
         self._hooked: list[Any] = []
+        self._connection: Any = None  # aioice's Connection, once hooked
+        self._pair: Any = None  # the nominated pair we send on
+        self._tx_session: Any = None
         self._rtcp_ssrc: int | None = None
         # Where mediaserver._fanout sends this peer's forwarded RTP (set once connected,
         # cleared on close/failure); consumers hold it, see Consumer.native.
@@ -283,13 +287,38 @@ class PeerAdapter:
         self._protect_rtcp = dtls._tx_srtp.protect_rtcp
         self._unprotect = self._native_unprotect(dtls._rx_srtp) or dtls._rx_srtp.unprotect
         self._unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
-        self._sendto = pair.protocol.transport.sendto
-        self._addr = pair.remote_addr
-        self._set_native_target(pair, dtls._tx_srtp)
+        self._connection, self._tx_session = connection, dtls._tx_srtp
+        self._use_pair(pair)
         for protocol in connection._protocols:
             original = protocol.datagram_received
             protocol.datagram_received = self._make_datagram_hook(original)
             self._hooked.append((protocol, original))
+        return True
+
+    def _use_pair(self, pair: Any) -> None:
+        self._pair = pair
+        self._sendto = pair.protocol.transport.sendto
+        self._addr = pair.remote_addr
+        if self.native_target is not None:
+            self.native_target.clear()
+        self._set_native_target(pair, self._tx_session)
+
+    def follow_nominated_pair(self) -> bool:
+        """Send on the pair aioice has nominated now, if it changed (True when it did).
+
+        A controlling browser may nominate another pair without an ICE restart (a better
+        path became usable); aioice then sends on it, and so must we. Our connected socket
+        (see `_set_native_target`) only hears its own remote, so such a move can only be
+        to a pair on another local socket. Called once a second, off the packet path.
+        """
+        if self._connection is None or not self.connected:
+            return False
+        pair = self._connection._nominated.get(1)
+        if pair is None or pair is self._pair:
+            return False
+        log.info("peer moved to candidate pair %s -> %s", pair.local_candidate.host,
+                 pair.remote_addr)
+        self._use_pair(pair)
         return True
 
     @staticmethod
@@ -316,7 +345,9 @@ class PeerAdapter:
         data and keep the Python path. The fd is a dup owned by the target, so it cannot be
         reused for another socket before the target is cleared. The libsrtp session is the
         one pylibsrtp protects with (same thread, so its state stays consistent); the
-        target keeps the pylibsrtp Session alive.
+        target keeps the pylibsrtp Session alive. The target connects the socket to the
+        remote address (no route lookup per send): from then on the kernel drops datagrams
+        from anyone else, which also keeps strangers' garbage off the packet path.
         """
         target = self.native_target
         if target is None or type(pair.protocol) is not aioice.ice.StunProtocol:

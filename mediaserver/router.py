@@ -393,6 +393,8 @@ class Router:
             self.adapt()
         for participant in self.participants.values():
             if participant.peer.connected:
+                if reports:
+                    participant.peer.follow_nominated_pair()
                 participant.send_feedback(now, reports=reports)
             for consumer in participant.consumers.values():
                 # A throttled or lost keyframe request must not leave a receiver frozen:

@@ -9,11 +9,17 @@ here is an aiortc offer rewritten to Chromium's numbering, so the test needs no 
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import socket
+from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aioice.ice import CandidatePair
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtp import RtcpPsfbPacket
 
 from mediaserver.aiortc_adapter import PeerAdapter, RelayTrack
 
@@ -95,3 +101,60 @@ async def test_server_offer_keeps_the_peers_numbering() -> None:
     finally:
         await server.close()
         await client.close()
+
+
+async def test_sending_follows_a_new_nominated_pair() -> None:
+    """When the remote nominates another pair (no ICE restart), aioice switches to it and
+    our sending, Python and native, must too: same remote, the other local address."""
+    import mediaserver.aiortc_adapter as adapter
+
+    previous = adapter._host_addresses
+    adapter.use_host_addresses(["127.0.0.1", "127.0.0.2"])
+    server = PeerAdapter()
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        connected = asyncio.Event()
+        server.on_connected = connected.set
+        client.addTrack(AudioStreamTrack())
+        await client.setLocalDescription(await client.createOffer())
+        await server.pc.setRemoteDescription(client.localDescription)
+        server.adopt_transceivers()
+        for transceiver in server.pc.getTransceivers():
+            server.pc.addTrack(RelayTrack(transceiver.kind))
+        await server.pc.setLocalDescription(await server.pc.createAnswer())
+        await client.setRemoteDescription(server.pc.localDescription)
+        await asyncio.wait_for(connected.wait(), 10)
+        assert not server.follow_nominated_pair()  # nothing moved yet
+
+        first = server._pair
+        connection = server._connection
+        other = next(p for p in connection._protocols if p is not first.protocol)
+        connection._nominated[1] = CandidatePair(other, first.remote_candidate)
+        arrivals: list[tuple[str, int]] = []
+        for protocol in client.getTransceivers()[0].receiver.transport.transport \
+                ._connection._protocols:
+            original = protocol.datagram_received
+
+            def record(data: bytes, addr: tuple[str, int], original: Any = original) -> None:
+                arrivals.append(addr)
+                original(data, addr)
+            protocol.datagram_received = record
+
+        assert server.follow_nominated_pair()
+        assert server._addr == first.remote_addr
+        local = other.transport.get_extra_info("sockname")
+        target = server.native_target
+        assert target is not None and target.valid and target.connected
+        with socket.socket(fileno=os.dup(target.fd)) as sock:  # the target's own socket
+            assert sock.getsockname() == local
+            assert sock.getpeername() == first.remote_addr
+        server.send_rtcp(bytes(RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=2)))
+        for _ in range(50):
+            if arrivals:
+                break
+            await asyncio.sleep(0.02)
+        assert arrivals and arrivals[-1] == local
+    finally:
+        await client.close()
+        await server.close()
+        adapter.use_host_addresses(previous)
