@@ -389,12 +389,15 @@ class Router:
         self.fallbacks += paused
 
     def tick(self, now: float, reports: bool) -> None:
+        """Feedback every 50 ms (`reports`: the once-a-second one). It loops over every
+        participant and stream 20 times a second, so what only concerns publishers is
+        skipped for everyone else without a call."""
         if reports:
             self.adapt()
         for participant in self.participants.values():
-            if participant.peer.connected:
-                if reports:
-                    participant.peer.follow_nominated_pair()
+            if reports and participant.peer.connected:
+                participant.peer.follow_nominated_pair()
+            if participant.producers and participant.peer.connected:
                 participant.send_feedback(now, reports=reports)
             for consumer in participant.consumers.values():
                 # A throttled or lost keyframe request must not leave a receiver frozen:
