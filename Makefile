@@ -33,12 +33,12 @@ test: $(VENV)/.installed-test system-deps
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-$(VENV)/.installed: pyproject.toml setup.py mediaserver/_fanout.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py mediaserver/_fanout.c mediaserver/_srtp_gcm.c | $(BIN)/python
 	$(PIP) install --quiet -e .
 	@touch $@
 
 # The test extra includes the runtime dependencies, so it satisfies `run` as well.
-$(VENV)/.installed-test: pyproject.toml setup.py mediaserver/_fanout.c | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py mediaserver/_fanout.c mediaserver/_srtp_gcm.c | $(BIN)/python
 	$(PIP) install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 

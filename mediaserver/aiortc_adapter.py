@@ -8,7 +8,9 @@ parameters. Once DTLS is up we take SRTP/SRTCP datagrams straight from the UDP p
 the ICE connection (before aioice's STUN parse and queue, before aiortc's per-packet awaits),
 unprotect them synchronously, and send with a synchronous protect + sendto on the nominated
 candidate pair (following aioice if the remote nominates another one). The per-packet path
-therefore has no await at all.
+therefore has no await at all. With an AES-GCM profile, outgoing RTP is protected by
+mediaserver/_srtp_gcm.c under the same keys (re-exported from the DTLS session, as aiortc
+does) instead of libsrtp: same bytes, a fraction of the cost per copy.
 
 Everything here is tested directly by tests/test_sfu_adapter.py; if an aiortc upgrade moves
 an attribute, those tests fail first.
@@ -40,12 +42,14 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from .native import load_extension
 
 _fanout = load_extension()
+_srtp_gcm = load_extension("_srtp_gcm")
 
 log = logging.getLogger(__name__)
 # a=extmap:<id>[/<direction>] <uri> [attributes]
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)", re.MULTILINE)
 
 AIORTC_VERSION = "1.16.0"
+GCM_PROFILES = (b"SRTP_AEAD_AES_128_GCM", b"SRTP_AEAD_AES_256_GCM")
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _host_addresses: list[str] | None = None
@@ -143,7 +147,9 @@ class PeerAdapter:
         self._hooked: list[Any] = []
         self._connection: Any = None  # aioice's Connection, once hooked
         self._pair: Any = None  # the nominated pair we send on
-        self._tx_session: Any = None
+        # What the C fan-out protects with: (srtp_protect-like function, its context, the
+        # object that owns the context), libsrtp's or _srtp_gcm's.
+        self._tx_native: tuple[int, int, Any] | None = None
         self._rtcp_ssrc: int | None = None
         # Where mediaserver._fanout sends this peer's forwarded RTP (set once connected,
         # cleared on close/failure); consumers hold it, see Consumer.native.
@@ -283,11 +289,18 @@ class PeerAdapter:
         if pair is None or dtls._tx_srtp is None or dtls._rx_srtp is None:
             log.warning("peer connected without a nominated pair or SRTP keys")
             return False
-        self._protect = dtls._tx_srtp.protect
+        gcm = self._gcm_protector(dtls)
+        # Every RTP packet of this session is protected by one of the two, never both: each
+        # tracks the rollover counter of the SSRCs it has sent.
+        self._protect = gcm.protect if gcm is not None else dtls._tx_srtp.protect
         self._protect_rtcp = dtls._tx_srtp.protect_rtcp
         self._unprotect = self._native_unprotect(dtls._rx_srtp) or dtls._rx_srtp.unprotect
         self._unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
-        self._connection, self._tx_session = connection, dtls._tx_srtp
+        self._connection = connection
+        self._tx_native = self._native_protect(dtls._tx_srtp, gcm)
+        log.debug("SRTP profile %s, outgoing RTP protected by %s",
+                  dtls._ssl.get_selected_srtp_profile().decode(),
+                  "_srtp_gcm" if gcm is not None else "libsrtp")
         self._use_pair(pair)
         for protocol in connection._protocols:
             original = protocol.datagram_received
@@ -301,7 +314,7 @@ class PeerAdapter:
         self._addr = pair.remote_addr
         if self.native_target is not None:
             self.native_target.clear()
-        self._set_native_target(pair, self._tx_session)
+        self._set_native_target(pair)
 
     def follow_nominated_pair(self) -> bool:
         """Send on the pair aioice has nominated now, if it changed (True when it did).
@@ -338,32 +351,63 @@ class PeerAdapter:
             log.warning("native SRTP unprotect unavailable", exc_info=True)
             return None
 
-    def _set_native_target(self, pair: Any, session: Any) -> None:
-        """Give the C fan-out this peer's socket, address and SRTP session, if it can send.
+    @staticmethod
+    def _gcm_protector(dtls: Any) -> Any | None:
+        """A `_srtp_gcm.Protector` for this DTLS session's outgoing RTP, when it negotiated
+        an AES-GCM profile. The keys are exported again from the DTLS session exactly as
+        aiortc's `_setup_srtp` does (same label, length and halves for our DTLS role)."""
+        if _srtp_gcm is None:
+            return None
+        try:
+            name = dtls._ssl.get_selected_srtp_profile()
+            if name not in GCM_PROFILES:
+                return None
+            profile = next(p for p in dtls._srtp_profiles if p.openssl_profile == name)
+            material = dtls._ssl.export_keying_material(
+                b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length))
+            key = profile.get_key_and_salt(material, 1 if dtls._role == "server" else 0)
+            return _srtp_gcm.Protector(key[:profile.key_length], key[profile.key_length:])
+        except Exception:  # an upgrade moved something: libsrtp protects, as before
+            log.warning("AES-GCM SRTP protect unavailable; libsrtp protects", exc_info=True)
+            return None
 
-        Only plain UDP pairs (host/srflx: aioice's StunProtocol); TURN-relayed ones wrap
-        data and keep the Python path. The fd is a dup owned by the target, so it cannot be
-        reused for another socket before the target is cleared. The libsrtp session is the
-        one pylibsrtp protects with (same thread, so its state stays consistent); the
-        target keeps the pylibsrtp Session alive. The target connects the socket to the
-        remote address (no route lookup per send): from then on the kernel drops datagrams
-        from anyone else, which also keeps strangers' garbage off the packet path.
-        """
-        target = self.native_target
-        if target is None or type(pair.protocol) is not aioice.ice.StunProtocol:
-            return
+    @staticmethod
+    def _native_protect(session: Any, gcm: Any | None) -> tuple[int, int, Any] | None:
+        """(function, context, owner) for the C fan-out: `gcm`'s when there is one, else
+        libsrtp's srtp_protect on pylibsrtp's session (same thread, so its state stays
+        consistent with pylibsrtp's own protect). The target keeps the owner alive."""
+        if gcm is not None:
+            function, context = gcm.pointers
+            return function, context, gcm
         try:
             from pylibsrtp._binding import ffi, lib
 
-            sock = pair.protocol.transport.get_extra_info("socket")
-            protect = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
-            srtp = int(ffi.cast("uintptr_t", session._srtp[0]))
-            fd = os.dup(sock.fileno())
+            return (int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))),
+                    int(ffi.cast("uintptr_t", session._srtp[0])), session)
+        except Exception:  # an upgrade moved something: stay on the Python path
+            log.warning("native fan-out unavailable (libsrtp)", exc_info=True)
+            return None
+
+    def _set_native_target(self, pair: Any) -> None:
+        """Give the C fan-out this peer's socket, address and SRTP protect, if it can send.
+
+        Only plain UDP pairs (host/srflx: aioice's StunProtocol); TURN-relayed ones wrap
+        data and keep the Python path. The fd is a dup owned by the target, so it cannot be
+        reused for another socket before the target is cleared. The target connects the
+        socket to the remote address (no route lookup per send): from then on the kernel
+        drops datagrams from anyone else, which also keeps strangers' garbage off the
+        packet path.
+        """
+        target, native = self.native_target, self._tx_native
+        if target is None or native is None or type(pair.protocol) is not aioice.ice.StunProtocol:
+            return
+        try:
+            fd = os.dup(pair.protocol.transport.get_extra_info("socket").fileno())
         except Exception:  # an upgrade moved something: stay on the Python path
             log.warning("native fan-out unavailable for this peer", exc_info=True)
             return
         try:
-            target.set(fd, pair.remote_addr[0], pair.remote_addr[1], protect, srtp, session)
+            target.set(fd, pair.remote_addr[0], pair.remote_addr[1], *native)
         except Exception:
             os.close(fd)
             log.warning("native fan-out unavailable for this peer", exc_info=True)

@@ -15,10 +15,12 @@ import re
 import socket
 from typing import Any
 
+import pytest
 from aioice.ice import CandidatePair
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtcdtlstransport import SRTP_PROFILES
 from aiortc.rtp import RtcpPsfbPacket
 
 from mediaserver.aiortc_adapter import PeerAdapter, RelayTrack
@@ -158,3 +160,63 @@ async def test_sending_follows_a_new_nominated_pair() -> None:
         await client.close()
         await server.close()
         adapter.use_host_addresses(previous)
+
+
+@pytest.mark.parametrize("profile", [b"SRTP_AEAD_AES_256_GCM", b"SRTP_AEAD_AES_128_GCM",
+                                     b"SRTP_AES128_CM_SHA1_80"])
+async def test_outgoing_rtp_is_protected_for_the_negotiated_profile(profile: bytes) -> None:
+    """With an AES-GCM profile our RTP is protected by mediaserver._srtp_gcm under keys
+    exported again from the DTLS session; with any other, by aiortc's libsrtp session. Either
+    way the peer's own libsrtp (aiortc here, a browser's in a call) decrypts it."""
+    import mediaserver.aiortc_adapter as adapter
+
+    server = PeerAdapter()
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        connected = asyncio.Event()
+        server.on_connected = connected.set
+        client.addTrack(AudioStreamTrack())
+        client_dtls = client.getTransceivers()[0].sender.transport
+        client_dtls._srtp_profiles = [p for p in SRTP_PROFILES if p.openssl_profile == profile]
+        await client.setLocalDescription(await client.createOffer())
+        await server.pc.setRemoteDescription(client.localDescription)
+        server.adopt_transceivers()
+        for transceiver in server.pc.getTransceivers():
+            server.pc.addTrack(RelayTrack(transceiver.kind))
+        await server.pc.setLocalDescription(await server.pc.createAnswer())
+        await client.setRemoteDescription(server.pc.localDescription)
+        await asyncio.wait_for(connected.wait(), 10)
+
+        server_dtls = server.pc.getTransceivers()[0].receiver.transport
+        assert server_dtls._ssl.get_selected_srtp_profile() == profile
+        assert server._tx_native is not None
+        owner = server._tx_native[2]
+        if adapter._srtp_gcm is not None and profile in adapter.GCM_PROFILES:
+            assert isinstance(owner, adapter._srtp_gcm.Protector)
+            assert server._protect == owner.protect
+        else:
+            assert owner is server_dtls._tx_srtp
+
+        arrived: list[bytes] = []
+        for protocol in client_dtls.transport._connection._protocols:
+            original = protocol.datagram_received
+
+            def capture(data: bytes, addr: tuple[str, int], original: Any = original) -> None:
+                if 127 < data[0] < 192 and not 191 < data[1] < 224:
+                    arrived.append(data)  # RTP: ours to check, not aiortc's to play
+                else:
+                    original(data, addr)
+            protocol.datagram_received = capture
+        sent = [bytes((0x80, 111)) + (65530 + i & 0xFFFF).to_bytes(2, "big")
+                + (960 * i).to_bytes(4, "big") + (0x5EED).to_bytes(4, "big") + os.urandom(60)
+                for i in range(12)]  # across the sequence number wrap
+        for packet in sent:
+            server.send_rtp(packet)
+        for _ in range(100):
+            if len(arrived) == len(sent):
+                break
+            await asyncio.sleep(0.02)
+        assert [client_dtls._rx_srtp.unprotect(d) for d in arrived] == sent
+    finally:
+        await client.close()
+        await server.close()
