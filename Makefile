@@ -13,9 +13,25 @@ PYTEST_ARGS ?=
 # tc + nsenter: the bandwidth test limits one receiver with tbf on a veth between two.
 # chromium: the browser end-to-end test (driven by Playwright, in a network namespace too).
 SYSTEM_DEPS ?= nft:nftables unshare:util-linux nsenter:util-linux ip:iproute2 tc:iproute2 chromium:chromium
+# Headers the optional C extensions compile against, as file:apt-package pairs (checked
+# before pip builds them; without them the extension is skipped, see setup.py).
+BUILD_DEPS ?= /usr/include/openssl/evp.h:libssl-dev
+
+# $(call apt_install,<packages>): install with apt-get when root, else say what is missing.
+define apt_install
+if [ -z "$(1)" ]; then exit 0; fi; \
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+  echo "installing system packages:$(1)"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends $(1) \
+    || echo "warning: could not install:$(1)" >&2; \
+else \
+  echo "warning: missing system packages:$(1) (run: sudo make system-deps)" >&2; \
+fi
+endef
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint system-deps clean
+.PHONY: help run test lint system-deps build-deps clean
 
 help:
 	@echo "make run          serve the demo shop on http://127.0.0.1:8080 (data in ./var/)"
@@ -33,12 +49,12 @@ test: $(VENV)/.installed-test system-deps
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-$(VENV)/.installed: pyproject.toml setup.py mediaserver/_fanout.c mediaserver/_srtp_gcm.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py mediaserver/_fanout.c mediaserver/_srtp_gcm.c | $(BIN)/python build-deps
 	$(PIP) install --quiet -e .
 	@touch $@
 
 # The test extra includes the runtime dependencies, so it satisfies `run` as well.
-$(VENV)/.installed-test: pyproject.toml setup.py mediaserver/_fanout.c mediaserver/_srtp_gcm.c | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py mediaserver/_fanout.c mediaserver/_srtp_gcm.c | $(BIN)/python build-deps
 	$(PIP) install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
@@ -63,14 +79,14 @@ system-deps:
 	for dep in $(SYSTEM_DEPS); do \
 	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
 	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing system packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends $$missing; \
-	else \
-	  echo "warning: missing system packages:$$missing (run: sudo make system-deps)" >&2; \
-	fi
+	$(call apt_install,$$missing)
+
+build-deps:
+	@missing=""; \
+	for dep in $(BUILD_DEPS); do \
+	  test -e "$${dep%%:*}" || missing="$$missing $${dep#*:}"; \
+	done; \
+	$(call apt_install,$$missing)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

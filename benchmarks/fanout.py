@@ -713,7 +713,15 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         return
     ns = [r["subscribers"] for r in results]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(ns, [r["server_cpu_us_per_forwarded_packet"] for r in results], "o-")
+    cpu = [r["server_cpu_us_per_forwarded_packet"] for r in results]
+    ax1.plot(ns, cpu, "o-", label="median" if "window_cpu_us" in results[0] else None)
+    if "window_cpu_us" in results[0]:  # --windows: the spread of the windows too
+        low = [c - min(r["window_cpu_us"]) for c, r in zip(cpu, results, strict=True)]
+        high = [max(r["window_cpu_us"]) - c for c, r in zip(cpu, results, strict=True)]
+        ax1.errorbar(ns, cpu, yerr=[low, high], fmt="none", capsize=3,
+                     label=f"min-max of {results[0]['windows']} windows")
+        ax1.legend()
+    ax1.set_ylim(bottom=0)
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("subscribers")
     ax1.set_ylabel("server CPU per forwarded packet (us)")
