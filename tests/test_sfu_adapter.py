@@ -105,6 +105,21 @@ async def test_server_offer_keeps_the_peers_numbering() -> None:
         await client.close()
 
 
+async def connect(server: PeerAdapter, client: RTCPeerConnection) -> None:
+    """The client offers what it has added, the server answers with relay tracks; returns
+    once the server side is connected (DTLS done, packet path hooked)."""
+    connected = asyncio.Event()
+    server.on_connected = connected.set
+    await client.setLocalDescription(await client.createOffer())
+    await server.pc.setRemoteDescription(client.localDescription)
+    server.adopt_transceivers()
+    for transceiver in server.pc.getTransceivers():
+        server.pc.addTrack(RelayTrack(transceiver.kind))
+    await server.pc.setLocalDescription(await server.pc.createAnswer())
+    await client.setRemoteDescription(server.pc.localDescription)
+    await asyncio.wait_for(connected.wait(), 10)
+
+
 async def test_sending_follows_a_new_nominated_pair() -> None:
     """When the remote nominates another pair (no ICE restart), aioice switches to it and
     our sending, Python and native, must too: same remote, the other local address."""
@@ -115,17 +130,8 @@ async def test_sending_follows_a_new_nominated_pair() -> None:
     server = PeerAdapter()
     client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
-        connected = asyncio.Event()
-        server.on_connected = connected.set
         client.addTrack(AudioStreamTrack())
-        await client.setLocalDescription(await client.createOffer())
-        await server.pc.setRemoteDescription(client.localDescription)
-        server.adopt_transceivers()
-        for transceiver in server.pc.getTransceivers():
-            server.pc.addTrack(RelayTrack(transceiver.kind))
-        await server.pc.setLocalDescription(await server.pc.createAnswer())
-        await client.setRemoteDescription(server.pc.localDescription)
-        await asyncio.wait_for(connected.wait(), 10)
+        await connect(server, client)
         assert not server.follow_nominated_pair()  # nothing moved yet
 
         first = server._pair
@@ -173,19 +179,10 @@ async def test_outgoing_rtp_is_protected_for_the_negotiated_profile(profile: byt
     server = PeerAdapter()
     client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
-        connected = asyncio.Event()
-        server.on_connected = connected.set
         client.addTrack(AudioStreamTrack())
         client_dtls = client.getTransceivers()[0].sender.transport
         client_dtls._srtp_profiles = [p for p in SRTP_PROFILES if p.openssl_profile == profile]
-        await client.setLocalDescription(await client.createOffer())
-        await server.pc.setRemoteDescription(client.localDescription)
-        server.adopt_transceivers()
-        for transceiver in server.pc.getTransceivers():
-            server.pc.addTrack(RelayTrack(transceiver.kind))
-        await server.pc.setLocalDescription(await server.pc.createAnswer())
-        await client.setRemoteDescription(server.pc.localDescription)
-        await asyncio.wait_for(connected.wait(), 10)
+        await connect(server, client)
 
         server_dtls = server.pc.getTransceivers()[0].receiver.transport
         assert server_dtls._ssl.get_selected_srtp_profile() == profile
