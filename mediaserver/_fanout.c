@@ -8,8 +8,9 @@
  * gets Consumer.forward. NACKs are answered from the publisher's shared history
  * (Producer.history, Consumer.retransmit), so nothing is stored per receiver here.
  *
- * Only Python.h and libc. Consumer uses __slots__: its member offsets are read once from
- * the type's member descriptors (configure()), so attribute access is a load.
+ * Only Python.h and libc. Consumer derives from ConsumerState, whose numbers are C fields
+ * updated in place (no Python object is made per copy); its two object attributes (native,
+ * layers) are __slots__ whose offsets configure() reads once, so each is a load.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -244,16 +245,58 @@ static PyTypeObject UnprotectorType = {
     .tp_members = Unprotector_members,
 };
 
+/* ---------------------------------------------------------------- ConsumerState */
+
+/* The numbers a Consumer changes for every packet it forwards, as C fields: the base class
+ * of mediaserver.consumer.Consumer. Python reads and writes them as attributes (member
+ * descriptors, like __slots__); the fan-out below reads and writes the fields directly, so
+ * forwarding a copy allocates no Python objects. */
+typedef struct {
+    PyObject_HEAD
+    long long last_in_seq;   /* extended input seq of the newest forwarded packet; <0: re-base */
+    long long seq_offset;    /* out seq = in seq + seq_offset (mod 2^16) */
+    long long ts_offset;     /* out timestamp = in timestamp + ts_offset (mod 2^32) */
+    long long ssrc;
+    long long last_out_seq;
+    long long last_out_ts;
+    long long packets;
+    long long octets;
+    double last_out_at;
+    int payload_type;
+    char paused;
+} ConsumerState;
+
+static PyMemberDef ConsumerState_members[] = {
+    {"last_in_seq", T_LONGLONG, offsetof(ConsumerState, last_in_seq), 0, NULL},
+    {"seq_offset", T_LONGLONG, offsetof(ConsumerState, seq_offset), 0, NULL},
+    {"ts_offset", T_LONGLONG, offsetof(ConsumerState, ts_offset), 0, NULL},
+    {"ssrc", T_LONGLONG, offsetof(ConsumerState, ssrc), 0, NULL},
+    {"last_out_seq", T_LONGLONG, offsetof(ConsumerState, last_out_seq), 0, NULL},
+    {"last_out_ts", T_LONGLONG, offsetof(ConsumerState, last_out_ts), 0, NULL},
+    {"packets", T_LONGLONG, offsetof(ConsumerState, packets), 0, NULL},
+    {"octets", T_LONGLONG, offsetof(ConsumerState, octets), 0, NULL},
+    {"last_out_at", T_DOUBLE, offsetof(ConsumerState, last_out_at), 0, NULL},
+    {"payload_type", T_INT, offsetof(ConsumerState, payload_type), 0, NULL},
+    {"paused", T_BOOL, offsetof(ConsumerState, paused), 0, NULL},
+    {NULL}};
+
+static PyTypeObject ConsumerStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mediaserver._fanout.ConsumerState",
+    .tp_doc = "Per-packet numbers of a Consumer, as C fields the fan-out updates in place.",
+    .tp_basicsize = sizeof(ConsumerState),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_members = ConsumerState_members,
+};
+
 /* ---------------------------------------------------------------- configuration */
 
 static PyTypeObject *consumer_type = NULL;
 
-enum { C_PAUSED, C_LAYERS, C_LAST_IN_SEQ, C_SEQ_OFFSET, C_TS_OFFSET, C_PAYLOAD_TYPE, C_SSRC,
-       C_LAST_OUT_SEQ, C_LAST_OUT_TS, C_LAST_OUT_AT, C_PACKETS, C_OCTETS, C_NATIVE,
-       C_COUNT };
-static const char *consumer_slots[C_COUNT] = {
-    "paused", "layers", "last_in_seq", "seq_offset", "ts_offset", "payload_type", "ssrc",
-    "last_out_seq", "last_out_ts", "last_out_at", "packets", "octets", "native"};
+/* The Consumer attributes that stay Python objects (read only, as pointers). */
+enum { C_LAYERS, C_NATIVE, C_COUNT };
+static const char *consumer_slots[C_COUNT] = {"layers", "native"};
 static Py_ssize_t coff[C_COUNT];
 
 static int
@@ -283,6 +326,10 @@ configure(PyObject *module, PyObject *args)
     PyTypeObject *ct;
     if (!PyArg_ParseTuple(args, "O!", &PyType_Type, &ct))
         return NULL;
+    if (!PyType_IsSubtype(ct, &ConsumerStateType)) {
+        PyErr_Format(PyExc_TypeError, "%s does not derive from ConsumerState", ct->tp_name);
+        return NULL;
+    }
     if (slot_offsets(ct, consumer_slots, coff, C_COUNT) < 0)
         return NULL;
     Py_INCREF(ct);
@@ -291,16 +338,6 @@ configure(PyObject *module, PyObject *args)
 }
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
-
-/* Replace a slot's value, stealing `value`. */
-static inline void
-slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
-{
-    PyObject **p = (PyObject **)((char *)obj + off);
-    PyObject *old = *p;
-    *p = value;
-    Py_XDECREF(old);
-}
 
 static inline int
 get_ll(PyObject *v, long long *out)
@@ -325,56 +362,34 @@ get_ll(PyObject *v, long long *out)
  * packet, shared by every receiver), rebuilt with this receiver's header. */
 static int
 forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
-               long long seq_ext, long long timestamp, PyObject *now)
+               long long seq_ext, long long timestamp, double now)
 {
     if (Py_TYPE(c) != consumer_type)
         return 0;
     PyObject *native = SLOT(c, coff[C_NATIVE]);
     if (native == NULL || Py_TYPE(native) != &TargetType || ((Target *)native)->fd < 0)
         return 0;
-    if (SLOT(c, coff[C_PAUSED]) != Py_False || SLOT(c, coff[C_LAYERS]) != Py_None)
+    ConsumerState *s = (ConsumerState *)c;
+    if (s->paused || SLOT(c, coff[C_LAYERS]) != Py_None)
         return 0;
-    long long last_in, seq_off, ts_off, pt, ssrc, packets, octets;
-    if (get_ll(SLOT(c, coff[C_LAST_IN_SEQ]), &last_in) < 0 || last_in < 0 ||
-        seq_ext <= last_in - 3000)
-        return 0;
-    if (get_ll(SLOT(c, coff[C_SEQ_OFFSET]), &seq_off) < 0 ||
-        get_ll(SLOT(c, coff[C_TS_OFFSET]), &ts_off) < 0 ||
-        get_ll(SLOT(c, coff[C_PAYLOAD_TYPE]), &pt) < 0 ||
-        get_ll(SLOT(c, coff[C_SSRC]), &ssrc) < 0 ||
-        get_ll(SLOT(c, coff[C_PACKETS]), &packets) < 0 ||
-        get_ll(SLOT(c, coff[C_OCTETS]), &octets) < 0 ||
-        pt < 0 || pt > 127 || ssrc < 0 || ssrc > 0xFFFFFFFFLL)
+    long long last_in = s->last_in_seq, ssrc = s->ssrc;
+    int pt = s->payload_type;
+    if (last_in < 0 || seq_ext <= last_in - 3000 || pt < 0 || pt > 127 || ssrc < 0 ||
+        ssrc > 0xFFFFFFFFLL)
         return 0;
     if (12 + plen > MAX_PLAIN)
         return 0; /* Python raises for it, as before */
 
-    unsigned int out_seq = (unsigned int)((seq_ext + seq_off) & 0xFFFF);
-    unsigned long out_ts = (unsigned long)((timestamp + ts_off) & 0xFFFFFFFFLL);
-
-    PyObject *o_packets = PyLong_FromLongLong(packets + 1);
-    PyObject *o_octets = PyLong_FromLongLong(octets + plen);
-    PyObject *o_in = NULL, *o_seq = NULL, *o_ts = NULL;
-    int advance = seq_ext > last_in;
-    if (advance) {
-        o_in = PyLong_FromLongLong(seq_ext);
-        o_seq = PyLong_FromUnsignedLong(out_seq);
-        o_ts = PyLong_FromUnsignedLong(out_ts);
+    unsigned int out_seq = (unsigned int)((seq_ext + s->seq_offset) & 0xFFFF);
+    unsigned long out_ts = (unsigned long)((timestamp + s->ts_offset) & 0xFFFFFFFFLL);
+    if (seq_ext > last_in) {
+        s->last_in_seq = seq_ext;
+        s->last_out_seq = out_seq;
+        s->last_out_ts = (long long)out_ts;
+        s->last_out_at = now;
     }
-    if (!o_packets || !o_octets || (advance && (!o_in || !o_seq || !o_ts))) {
-        Py_XDECREF(o_packets); Py_XDECREF(o_octets);
-        Py_XDECREF(o_in); Py_XDECREF(o_seq); Py_XDECREF(o_ts);
-        return -1;
-    }
-    if (advance) {
-        slot_set(c, coff[C_LAST_IN_SEQ], o_in);
-        slot_set(c, coff[C_LAST_OUT_SEQ], o_seq);
-        slot_set(c, coff[C_LAST_OUT_TS], o_ts);
-        Py_INCREF(now);
-        slot_set(c, coff[C_LAST_OUT_AT], now);
-    }
-    slot_set(c, coff[C_PACKETS], o_packets);
-    slot_set(c, coff[C_OCTETS], o_octets);
+    s->packets++;
+    s->octets += plen;
 
     /* header + payload straight into the buffer libsrtp protects in place */
     Target *t = (Target *)native;
@@ -432,6 +447,8 @@ fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     get_ll(args[2], &seq_ext) == 0 && get_ll(args[3], &timestamp) == 0 &&
                     get_ll(args[4], &offset) == 0 && offset >= 0 &&
                     offset <= PyBytes_GET_SIZE(data);
+    native_ok = native_ok && PyFloat_CheckExact(now);
+    double now_s = native_ok ? PyFloat_AS_DOUBLE(now) : 0.0;
     int marker = native_ok ? PyObject_IsTrue(args[1]) : 0;
     if (marker < 0)
         return NULL;
@@ -442,7 +459,7 @@ fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(consumers); k++) {
         PyObject *c = PyList_GET_ITEM(consumers, k);
         Py_INCREF(c);
-        int r = native_ok ? forward_native(c, payload, plen, marker, seq_ext, timestamp, now)
+        int r = native_ok ? forward_native(c, payload, plen, marker, seq_ext, timestamp, now_s)
                           : 0;
         if (r == 0) {
             PyObject *call[8] = {c, args[0], args[1], args[2], args[3], args[4], args[5], now};
@@ -472,7 +489,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__fanout(void)
 {
-    if (PyType_Ready(&TargetType) < 0 || PyType_Ready(&UnprotectorType) < 0)
+    if (PyType_Ready(&TargetType) < 0 || PyType_Ready(&UnprotectorType) < 0 ||
+        PyType_Ready(&ConsumerStateType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -486,6 +504,12 @@ PyInit__fanout(void)
     Py_INCREF(&UnprotectorType);
     if (PyModule_AddObject(m, "Unprotector", (PyObject *)&UnprotectorType) < 0) {
         Py_DECREF(&UnprotectorType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ConsumerStateType);
+    if (PyModule_AddObject(m, "ConsumerState", (PyObject *)&ConsumerStateType) < 0) {
+        Py_DECREF(&ConsumerStateType);
         Py_DECREF(m);
         return NULL;
     }

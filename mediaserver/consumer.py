@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .consumer_state import ConsumerState
 from .native import load_extension
 from .packet_cache import PacketCache
 from .rtp_header import build_packet
@@ -26,27 +27,21 @@ MASK16 = 0xFFFF
 MASK32 = 0xFFFFFFFF
 
 
-class Consumer:
+class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
+    # The per-packet numbers (ssrc, payload_type, last_in_seq, last_out_seq, last_out_ts,
+    # last_out_at, seq_offset, ts_offset, packets, octets, paused) are ConsumerState's.
     __slots__ = (
         "base_in_seq",
         "bitrate_bps",
         "cache",
         "clock_rate",
         "kind",
-        "last_in_seq",
-        "last_out_at",
-        "last_out_seq",
-        "last_out_ts",
         "layer_switches",
         "layers",
         "nacks",
         "native",
         "notified_layer",
-        "octets",
         "octets_mark",
-        "packets",
-        "paused",
-        "payload_type",
         "plis",
         "producer",
         "retransmissions",
@@ -57,16 +52,14 @@ class Consumer:
         "rtx_seq",
         "rtx_ssrc",
         "send",
-        "seq_offset",
         "source_id",
-        "ssrc",
-        "ts_offset",
         "waiting_keyframe",
     )
 
     def __init__(self, source_id: str, kind: str, ssrc: int, payload_type: int,
                  clock_rate: int, send: Callable[[bytes], None],
                  rtx_ssrc: int = 0, rtx_payload_type: int | None = None) -> None:
+        super().__init__()
         self.source_id = source_id
         self.kind = kind
         self.ssrc = ssrc
