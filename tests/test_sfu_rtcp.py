@@ -10,6 +10,8 @@ from typing import Any
 
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket
 
+from mediaserver.metrics import SfuCollector
+
 from .media_peers import MediaPeer
 from .test_sfu_forwarding import (
     BLUE,
@@ -126,6 +128,12 @@ def video_transceiver(peer: MediaPeer) -> Any:
     return next(t for t in peer.pc.getTransceivers() if t.kind == "video")
 
 
+def scrape(call: CallSession) -> dict[str, float]:
+    """The SFU's Prometheus counters, as a scrape would read them."""
+    return {m.name: m.samples[0].value for m in SfuCollector(call.backend).collect()
+            if m.samples}
+
+
 class PublisherProbe:
     """What the server's RTCP does at the publisher: the PLIs its video sender receives,
     and the receiver report blocks about its streams."""
@@ -161,6 +169,7 @@ async def test_receivers_pli_and_fir_reach_the_publisher_at_most_every_500ms(
     stream = next(s.ssrc for s in await staff.inbound_stats() if s.kind == "video")
     await asyncio.sleep(1.0)  # past the join's request
     assert publisher.plis == []
+    requests_before = scrape(session)["shopcall_sfu_keyframe_requests_sent"]
 
     # A burst of PLIs (a browser's decoder in trouble): one request reaches the publisher.
     for _ in range(5):
@@ -179,6 +188,9 @@ async def test_receivers_pli_and_fir_reach_the_publisher_at_most_every_500ms(
     assert publisher.plis[1] - publisher.plis[0] >= 0.5
     router = session.router()
     assert router.participants["staff:alice"].consumers[("shopper:s1", "video")].plis == 6
+    scraped = scrape(session)
+    assert scraped["shopcall_sfu_plis_received"] == 6
+    assert scraped["shopcall_sfu_keyframe_requests_sent"] == requests_before + 2
 
 
 async def test_publisher_gets_receiver_reports_with_its_round_trip_time(
