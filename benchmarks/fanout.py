@@ -5,6 +5,9 @@ Run::
     python -m benchmarks.fanout --subscribers 16 --seconds 10 --json
     python -m benchmarks.fanout --subscribers 4 --mode relay --json      # aiortc baseline
     python -m benchmarks.fanout --sweep 1,4,16,64,256 --json-out benchmarks/results/f.jsonl
+    python -m benchmarks.fanout_plot benchmarks/results/f.jsonl f.png   # plot saved runs
+
+A sweep plots itself (``--plot``, benchmarks/fanout_plot.py), targets included.
 
 What runs:
 
@@ -77,6 +80,7 @@ from mediaserver.aiortc_adapter import PeerAdapter, RelayTrack, use_host_address
 from mediaserver.rtp_header import parse_header
 
 from .fanout_media import AUDIO_CLOCK, FPS, VIDEO_CLOCK, Media, load_media
+from .fanout_plot import plot
 
 RTCP_PSFB_FIR = 4
 MASK16, MASK32 = 0xFFFF, 0xFFFFFFFF
@@ -699,43 +703,6 @@ async def run(subscribers: int, seconds: float, mode: str, *, warmup: float = 2.
             await asyncio.wait_for(publisher.stop(), 5)
         await session.close()
         server.stop()
-
-
-def plot(results: list[dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (the JSON lines have the numbers)",
-              file=sys.stderr)
-        return
-    ns = [r["subscribers"] for r in results]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    cpu = [r["server_cpu_us_per_forwarded_packet"] for r in results]
-    ax1.plot(ns, cpu, "o-", label="median" if "window_cpu_us" in results[0] else None)
-    if "window_cpu_us" in results[0]:  # --windows: the spread of the windows too
-        low = [c - min(r["window_cpu_us"]) for c, r in zip(cpu, results, strict=True)]
-        high = [max(r["window_cpu_us"]) - c for c, r in zip(cpu, results, strict=True)]
-        ax1.errorbar(ns, cpu, yerr=[low, high], fmt="none", capsize=3,
-                     label=f"min-max of {results[0]['windows']} windows")
-        ax1.legend()
-    ax1.set_ylim(bottom=0)
-    ax1.set_xscale("log", base=2)
-    ax1.set_xlabel("subscribers")
-    ax1.set_ylabel("server CPU per forwarded packet (us)")
-    ax2.plot(ns, [r["latency_ms_p50"] for r in results], "o-", label="p50")
-    ax2.plot(ns, [r["latency_ms_p99"] for r in results], "o-", label="p99")
-    ax2.set_xscale("log", base=2)
-    ax2.set_xlabel("subscribers")
-    ax2.set_ylabel("latency (ms)")
-    ax2.legend()
-    fig.suptitle(f"fan-out, mode {results[0]['mode']}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    print(f"plot written to {path}", file=sys.stderr)
 
 
 def main() -> None:

@@ -15,10 +15,11 @@ KEYS = {"subscribers", "forwarded_packets_per_s", "server_cpu_us_per_forwarded_p
 
 
 @pytest.mark.timeout(90)
-def test_fanout_benchmark_reports_a_valid_run() -> None:
+def test_fanout_benchmark_reports_a_valid_run(tmp_path: Path) -> None:
+    saved = tmp_path / "runs.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.fanout", "--subscribers", "2", "--seconds", "3",
-         "--warmup", "1", "--json", "--quiet"],
+         "--warmup", "1", "--json", "--quiet", "--json-out", str(saved)],
         cwd=ROOT, capture_output=True, text=True, timeout=80, check=False)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -31,3 +32,21 @@ def test_fanout_benchmark_reports_a_valid_run() -> None:
     assert result["latency_samples"] > 0
     assert result["decoded_fps"] > 0
     assert result["loss_ratio"] < 0.05
+
+    # The saved line plots (what an operator does to compare runs later).
+    png = tmp_path / "runs.png"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.fanout_plot", str(saved), str(png)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(saved.read_text()) == result
+
+
+def test_plotting_nothing_is_refused_clearly(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("plot written to nowhere\n")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.fanout_plot", str(empty),
+                           str(tmp_path / "x.png")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "no results" in done.stderr
+    assert not (tmp_path / "x.png").exists()
