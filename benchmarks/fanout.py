@@ -79,6 +79,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
 from mediaserver.aiortc_adapter import PeerAdapter, RelayTrack, use_host_addresses
 from mediaserver.rtp_header import parse_header
 
+from . import machine
 from .fanout_media import AUDIO_CLOCK, FPS, VIDEO_CLOCK, Media, load_media
 from .fanout_plot import plot
 
@@ -689,6 +690,10 @@ async def run(subscribers: int, seconds: float, mode: str, *, warmup: float = 2.
                          if server.proc else None,
                          "generator": sorted(os.sched_getaffinity(0))},
                 "generator_cpu_total_s": round(cpu_seconds() - gen_cpu0, 1),
+                # Which code the server forwarded with (a missing C extension doubles the
+                # CPU per packet) and on what machine: so two results can be compared.
+                "server_paths": after.get("paths"),
+                "machine": machine.describe(),
             }
 
         return combine([await measure(index) for index in range(windows)])
@@ -741,7 +746,8 @@ def main() -> None:
         if args.json:
             print(line, flush=True)
         else:
-            print(" ".join(f"{k}={v}" for k, v in result.items() if k != "cpus"), flush=True)
+            print(" ".join(f"{k}={v}" for k, v in result.items()
+                           if k not in ("cpus", "machine")), flush=True)
         if args.json_out:
             args.json_out.parent.mkdir(parents=True, exist_ok=True)
             with args.json_out.open("a") as f:

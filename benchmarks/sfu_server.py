@@ -14,7 +14,8 @@ API (JSON over HTTP on loopback):
   POST /offer  {participant_id, sdp} -> {sdp}      a participant's offer, the server's answer
   POST /answer {participant_id, sdp} -> {}         answer to a server-initiated offer
   GET  /events (WebSocket)                         server offers: {participant_id, sdp}
-  GET  /stats  -> {forwarded_packets, forwarded_bytes, received_packets, participants}
+  GET  /stats  -> {forwarded_packets, forwarded_bytes, received_packets, participants,
+                   paths}   paths: which code forwarded (C or Python fan-out, SRTP protect)
 
 ``--mode relay`` is the baseline: a plain aiortc server where the publisher's tracks go
 through aiortc's MediaRelay (decoded once) and each subscriber's RTCRtpSender encodes its
@@ -67,8 +68,12 @@ class SfuMode:
         await self.backend.answer(SESSION, participant_id, sdp)
 
     async def stats(self) -> dict[str, Any]:
+        from mediaserver import consumer as consumer_module
+
         router = self.backend.routers[SESSION]
         forwarded = octets = received = retransmitted = 0
+        protect = sorted({p.peer.srtp_protect for p in router.participants.values()
+                          if p.peer.srtp_protect is not None})
         for participant in router.participants.values():
             for consumer in participant.consumers.values():
                 forwarded += consumer.packets
@@ -78,7 +83,10 @@ class SfuMode:
                 received += producer.packets
         return {"forwarded_packets": forwarded, "forwarded_bytes": octets,
                 "retransmitted_packets": retransmitted, "received_packets": received,
-                "participants": len(router.participants)}
+                "participants": len(router.participants),
+                "paths": {"fanout": "python" if consumer_module.native_fanout is None
+                          else "native",
+                          "srtp_protect": protect}}
 
 
 class RelayMode:
@@ -141,7 +149,9 @@ class RelayMode:
                         octets += stat.bytesSent
         return {"forwarded_packets": forwarded, "forwarded_bytes": octets,
                 "retransmitted_packets": 0, "received_packets": None,
-                "participants": len(self.pcs)}
+                "participants": len(self.pcs),
+                "paths": {"fanout": "aiortc MediaRelay (encode per receiver)",
+                          "srtp_protect": ["libsrtp"]}}
 
 
 def make_app(mode: SfuMode | RelayMode) -> web.Application:

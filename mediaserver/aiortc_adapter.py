@@ -155,6 +155,8 @@ class PeerAdapter:
         # cleared on close/failure); consumers hold it, see Consumer.native.
         self.native_target: Any = _fanout.Target() if _fanout is not None else None
         self.bad_packets = 0
+        # What protects outgoing RTP once connected: "aes-gcm" (_srtp_gcm) or "libsrtp".
+        self.srtp_protect: str | None = None
         self.connected = False
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state)
@@ -298,9 +300,9 @@ class PeerAdapter:
         self._unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
         self._connection = connection
         self._tx_native = self._native_protect(dtls._tx_srtp, gcm)
+        self.srtp_protect = "aes-gcm" if gcm is not None else "libsrtp"
         log.debug("SRTP profile %s, outgoing RTP protected by %s",
-                  dtls._ssl.get_selected_srtp_profile().decode(),
-                  "_srtp_gcm" if gcm is not None else "libsrtp")
+                  dtls._ssl.get_selected_srtp_profile().decode(), self.srtp_protect)
         self._use_pair(pair)
         for protocol in connection._protocols:
             original = protocol.datagram_received

@@ -106,6 +106,7 @@ def test_short_run_reports_what_happened(tmp_path: Path, media_path: str) -> Non
     assert resources["rss_mb"]["max"] > 0
     assert resources["cpu_percent_of_one_core"]["max"] > 0
     assert report["generator"]["cpu_s"] > 0
+    assert report["generator"]["machine"]["cpus"] == os.cpu_count()
     assert max(p["in_call"] for p in report["timeline"]) == sessions["peak_in_call"] >= 1
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+
+from mediaserver import consumer as consumer_module
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"subscribers", "forwarded_packets_per_s", "server_cpu_us_per_forwarded_packet",
@@ -32,6 +36,12 @@ def test_fanout_benchmark_reports_a_valid_run(tmp_path: Path) -> None:
     assert result["latency_samples"] > 0
     assert result["decoded_fps"] > 0
     assert result["loss_ratio"] < 0.05
+    # The result names the code that forwarded and the machine, so runs can be compared.
+    native = consumer_module.native_fanout is not None
+    assert result["server_paths"]["fanout"] == ("native" if native else "python")
+    assert result["server_paths"]["srtp_protect"], result["server_paths"]
+    assert result["machine"]["cpus"] == os.cpu_count()
+    assert result["machine"]["aiortc"] == metadata.version("aiortc")
 
     # The saved line plots (what an operator does to compare runs later).
     png = tmp_path / "runs.png"
@@ -40,6 +50,19 @@ def test_fanout_benchmark_reports_a_valid_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(saved.read_text()) == result
+
+
+@pytest.mark.timeout(90)
+def test_a_run_without_the_c_extension_says_so() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fanout", "--subscribers", "1", "--seconds", "1",
+         "--warmup", "0.5", "--json", "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
+        env={**os.environ, "SHOPCALL_NATIVE_FANOUT": "0"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["server_paths"] == {"fanout": "python", "srtp_protect": ["libsrtp"]}
+    assert result["forwarded_packets_per_s"] > 0
 
 
 def test_plotting_nothing_is_refused_clearly(tmp_path: Path) -> None:

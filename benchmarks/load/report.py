@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
+from .. import machine
 from .stats import LogHistogram, percentile, summary
 
 JOIN_KEYS = ("open_to_offered", "open_to_assigned", "escalate_to_call_started",
@@ -235,6 +236,8 @@ def aggregate(*, options: dict[str, Any], workers: Sequence[dict[str, Any]],
             if forwarded_delta else None,
         },
         "generator": {
+            # With the server the tool starts, the server's machine too.
+            "machine": machine.describe(),
             "workers": len(workers), "cpus": generator_cores,
             "cpu_s": round(generator_cpu, 2),
             "cpu_percent_of_one_core": round(100 * generator_cpu / wall, 1),
