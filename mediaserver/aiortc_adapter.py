@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ _EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)", re.MULTILINE)
 
 AIORTC_VERSION = "1.16.0"
 GCM_PROFILES = (b"SRTP_AEAD_AES_128_GCM", b"SRTP_AEAD_AES_256_GCM")
+HANDLER_ERROR_LOG_INTERVAL_S = 10.0
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _host_addresses: list[str] | None = None
@@ -155,6 +157,8 @@ class PeerAdapter:
         # cleared on close/failure); consumers hold it, see Consumer.native.
         self.native_target: Any = _fanout.Target() if _fanout is not None else None
         self.bad_packets = 0
+        self.handler_errors = 0
+        self._handler_error_logged_at = -HANDLER_ERROR_LOG_INTERVAL_S
         # What protects outgoing RTP once connected: "aes-gcm" (_srtp_gcm) or "libsrtp".
         self.srtp_protect: str | None = None
         self.connected = False
@@ -424,16 +428,30 @@ class PeerAdapter:
             if not 127 < first < 192:
                 original(data, addr)  # STUN (consent checks) and DTLS go to aioice/aiortc
                 return
+            rtcp = len(data) > 1 and 191 < data[1] < 224
             try:
-                if len(data) > 1 and 191 < data[1] < 224:
-                    self.on_rtcp(unprotect_rtcp(data))
-                else:
-                    self.on_rtp(unprotect(data))
+                packet = unprotect_rtcp(data) if rtcp else unprotect(data)
             except Exception:
                 # Garbage, replays and undecryptable packets are dropped; one participant's
                 # bad packets never reach the others or end the connection.
                 self.bad_packets += 1
+                return
+            try:
+                (self.on_rtcp if rtcp else self.on_rtp)(packet)
+            except Exception:
+                # An authenticated packet that a handler failed on is a bug, not garbage:
+                # counted apart and logged (not per packet), and the call goes on.
+                self.handler_errors += 1
+                self._log_handler_error()
         return datagram_received
+
+    def _log_handler_error(self) -> None:
+        now = time.monotonic()
+        if now - self._handler_error_logged_at >= HANDLER_ERROR_LOG_INTERVAL_S:
+            self._handler_error_logged_at = now
+            log.exception("forwarding failed on a packet (%d so far on this peer; logged at "
+                          "most every %.0f s)", self.handler_errors,
+                          HANDLER_ERROR_LOG_INTERVAL_S)
 
     def send_rtp(self, packet: bytes) -> None:
         """Protect and send one RTP packet now; silently dropped when not connected."""

@@ -31,6 +31,7 @@ class Totals:
     rembs_sent: int = 0
     received_packets: int = 0
     bad_packets: int = 0
+    handler_errors: int = 0
     layer_switches: int = 0
 
     def add(self, other: Totals) -> None:
@@ -40,7 +41,8 @@ class Totals:
 
 def participant_totals(p: Participant) -> Totals:
     t = Totals(nacks_sent=p.nacks_sent, rembs_sent=p.rembs_sent,
-               bad_packets=p.bad_packets + p.peer.bad_packets)
+               bad_packets=p.bad_packets + p.peer.bad_packets,
+               handler_errors=p.peer.handler_errors)
     for c in p.consumers.values():
         t.forwarded_packets += c.packets
         t.forwarded_bytes += c.octets
@@ -65,6 +67,7 @@ HELP = {
     "rembs_sent": "REMB bitrate caps sent to publishers.",
     "received_packets": "RTP packets received from publishers.",
     "bad_packets": "Undecryptable or malformed packets dropped.",
+    "handler_errors": "Authenticated packets the server failed to handle (a bug: see the log).",
     "layer_switches": "Changes of the highest temporal layer forwarded to a receiver.",
 }
 

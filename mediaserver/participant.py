@@ -361,6 +361,7 @@ class Participant:
             "estimated_bps": round(self.available_bps),
             "video_paused": self.video_gate.paused,
             "bad_packets": self.bad_packets + self.peer.bad_packets,
+            "handler_errors": self.peer.handler_errors,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
                             "temporal_layers": p.layered,
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests}

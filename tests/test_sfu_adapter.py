@@ -217,3 +217,42 @@ async def test_outgoing_rtp_is_protected_for_the_negotiated_profile(profile: byt
     finally:
         await client.close()
         await server.close()
+
+
+async def test_garbage_is_dropped_and_handler_failures_are_logged_apart(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Undecryptable datagrams count as bad packets. A packet that decrypts but makes the
+    handler raise is a server bug: counted apart, logged with its traceback once (not per
+    packet), and the packets after it are handled."""
+    server = PeerAdapter()
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        client.addTrack(AudioStreamTrack())
+        await connect(server, client)
+        handled: list[bytes] = []
+        failures = 3
+
+        def on_rtp(packet: bytes) -> None:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise KeyError("a handler bug")
+            handled.append(packet)
+        server.on_rtp = on_rtp
+        pair = server._pair
+        for garbage in (bytes((0x80, 111)) + os.urandom(40), bytes((0x80, 200)) + bytes(30)):
+            pair.protocol.datagram_received(garbage, pair.remote_addr)
+        assert server.bad_packets == 2 and server.handler_errors == 0
+
+        with caplog.at_level("ERROR", logger="mediaserver.aiortc_adapter"):
+            for _ in range(100):  # aiortc's audio track: 50 packets a second
+                if len(handled) >= 5:
+                    break
+                await asyncio.sleep(0.02)
+        assert len(handled) >= 5, "packets after the failures are handled"
+        assert server.handler_errors == 3 and server.bad_packets == 2
+        logged = [r for r in caplog.records if "forwarding failed" in r.getMessage()]
+        assert len(logged) == 1 and logged[0].exc_info is not None
+    finally:
+        await client.close()
+        await server.close()
