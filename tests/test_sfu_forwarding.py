@@ -193,20 +193,27 @@ async def test_broken_sdp_is_refused_clearly(session: Session) -> None:
 
 
 async def test_join_leave_cycles_leak_nothing(session: Session) -> None:
-    """50 join/leave cycles leave no extra threads, tasks, sockets or peer objects."""
+    """50 join/leave cycles leave no extra threads, tasks, sockets, or the objects that hold
+    a participant's memory (its peer, streams and their packet histories)."""
     import gc
     import os
     import threading
 
+    from mediaserver.aiortc_adapter import PeerAdapter
+    from mediaserver.consumer import Consumer
     from mediaserver.participant import Participant
+    from mediaserver.producer import Producer
 
-    def counts() -> tuple[int, int, int, int]:
+    held = (Participant, PeerAdapter, Producer, Consumer)
+
+    def counts() -> tuple[int, int, int, tuple[int, ...]]:
         """Threads here leave out the loop's default executor (``asyncio_N``: the test's
         aiortc client peers encode their video there): a bounded pool that starts a worker
         whenever none is idle at a submission, so its size follows timing, not leaks (CI
         once saw a third worker appear); it is checked on its own."""
         gc.collect()
-        participants = sum(isinstance(o, Participant) for o in gc.get_objects())
+        objects = gc.get_objects()
+        participants = tuple(sum(isinstance(o, kind) for o in objects) for kind in held)
         threads = [t for t in threading.enumerate() if not t.name.startswith("asyncio_")]
         return (len(threads), len(asyncio.all_tasks()),
                 len(os.listdir("/proc/self/fd")), participants)
@@ -236,7 +243,9 @@ async def test_join_leave_cycles_leak_nothing(session: Session) -> None:
     assert len(pool) <= min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's bound
     assert tasks <= baseline[1] + 2, (baseline, tasks)
     assert fds <= baseline[2] + 2, (baseline, fds)
-    assert participants <= baseline[3], (baseline, participants)
+    assert all(now <= then for now, then in zip(participants, baseline[3], strict=True)), \
+        dict(zip([k.__name__ for k in held], zip(baseline[3], participants, strict=True),
+                 strict=True))
     assert len(session.router().participants) == 1
 
 
