@@ -23,7 +23,8 @@ from collections.abc import Callable
 from mediaserver import h264, vp8
 from mediaserver.loss_detector import LossDetector
 from mediaserver.packet_cache import PacketCache
-from mediaserver.rtp_header import SeqUnwrapper, build_packet, parse_header
+from mediaserver.rtp_header import build_packet, parse_header
+from mediaserver.sequence_validator import SequenceValidator
 from mediaserver.stream_stats import ReceiveStats
 
 RUNS = 5
@@ -81,7 +82,7 @@ def measure() -> dict[str, float]:
         "c_loss": itertools.count(),
         "put": cache.put,
         "get": cache.get,
-        "unwrap": SeqUnwrapper().unwrap,
+        "extend": SequenceValidator().extend,
         "recv_stats": ReceiveStats(90000).on_packet,
         "loss": LossDetector().on_packet,
     }
@@ -98,7 +99,7 @@ def measure() -> dict[str, float]:
         "TemporalLayerFilter.out_seq": per_call_ns("out_seq(123456)", namespace=ns),
         "PacketCache.put": per_call_ns("put(4242, data, 1.5)", namespace=ns),
         "PacketCache.get": per_call_ns("get(4242)", namespace=ns),
-        "SeqUnwrapper.unwrap": per_call_ns("unwrap(4242)", namespace=ns),
+        "SequenceValidator.extend": per_call_ns("extend(4242, 1.5)", namespace=ns),
         "ReceiveStats.on_packet": per_call_ns(
             "recv_stats(next(c_stats), 3000, 0.033)", namespace=ns),
         "LossDetector.on_packet": per_call_ns("loss(next(c_loss), 0.0)", namespace=ns),

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
+import pylibsrtp
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -117,7 +118,8 @@ class RecvSlot:
     transceiver: RTCRtpTransceiver
     kind: str
     mid: str | None = None
-    ssrcs: list[int] = field(default_factory=list)
+    ssrcs: list[int] = field(default_factory=list)  # announced in the SDP (a=ssrc)
+    rtx_ssrcs: list[int] = field(default_factory=list)  # a=ssrc-group:FID
     codecs: list[Any] = field(default_factory=list)
     ready: bool = False
 
@@ -158,6 +160,7 @@ class PeerAdapter:
         self.native_target: Any = _fanout.Target() if _fanout is not None else None
         self.bad_packets = 0
         self.handler_errors = 0
+        self.send_errors = 0  # packets SRTP refused to protect (see send_rtp)
         self._handler_error_logged_at = -HANDLER_ERROR_LOG_INTERVAL_S
         # What protects outgoing RTP once connected: "aes-gcm" (_srtp_gcm) or "libsrtp".
         self.srtp_protect: str | None = None
@@ -195,6 +198,8 @@ class PeerAdapter:
             slot.mid = parameters.muxId
             slot.codecs = list(parameters.codecs)
             slot.ssrcs = [e.ssrc for e in parameters.encodings if e.ssrc]
+            slot.rtx_ssrcs = [e.rtx.ssrc for e in parameters.encodings
+                              if e.rtx is not None and e.rtx.ssrc]
             slot.ready = True
         return receive
 
@@ -454,15 +459,30 @@ class PeerAdapter:
                           HANDLER_ERROR_LOG_INTERVAL_S)
 
     def send_rtp(self, packet: bytes) -> None:
-        """Protect and send one RTP packet now; silently dropped when not connected."""
+        """Protect and send one RTP packet now; silently dropped when not connected.
+
+        SRTP refuses to protect a packet numbered more than its window (1024) behind the
+        newest sent on its SSRC (a retransmission asked for too late): that one packet is
+        dropped and counted, and the caller, often a loop over receivers, goes on.
+        """
         sendto = self._sendto
         if sendto is not None:
-            sendto(self._protect(packet), self._addr)  # type: ignore[misc]
+            try:
+                protected = self._protect(packet)  # type: ignore[misc]
+            except (ValueError, pylibsrtp.Error):
+                self.send_errors += 1
+                return
+            sendto(protected, self._addr)
 
     def send_rtcp(self, packet: bytes) -> None:
         sendto = self._sendto
         if sendto is not None:
-            sendto(self._protect_rtcp(packet), self._addr)  # type: ignore[misc]
+            try:
+                protected = self._protect_rtcp(packet)  # type: ignore[misc]
+            except (ValueError, pylibsrtp.Error):
+                self.send_errors += 1
+                return
+            sendto(protected, self._addr)
 
     async def close(self) -> None:
         self._sendto = None

@@ -53,6 +53,7 @@ def participant_totals(p: Participant) -> Totals:
     for producer in p.producers.values():
         t.keyframe_requests_sent += producer.keyframe_requests
         t.received_packets += producer.packets
+        t.bad_packets += producer.sequence.discarded
     return t
 
 
@@ -66,7 +67,7 @@ HELP = {
     "keyframe_requests_sent": "Keyframe requests (PLI) sent to publishers, after throttling.",
     "rembs_sent": "REMB bitrate caps sent to publishers.",
     "received_packets": "RTP packets received from publishers.",
-    "bad_packets": "Undecryptable or malformed packets dropped.",
+    "bad_packets": "Undecryptable or malformed packets dropped (and wild sequence jumps).",
     "handler_errors": "Authenticated packets the server failed to handle (a bug: see the log).",
     "layer_switches": "Changes of the highest temporal layer forwarded to a receiver.",
 }

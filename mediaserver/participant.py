@@ -9,6 +9,7 @@ publisher's sender reports.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RTCP_PSFB_FIR = 4
+# An unannounced SSRC may replace a stream that has been silent this long (see
+# _on_other_rtp); announced ones always may.
+TAKEOVER_SILENCE_S = 1.0
 RTX_WINDOW = 3000  # retransmissions older than this many packets are useless anyway
 RTCP_PSFB_APP = 15  # REMB
 
@@ -188,7 +192,15 @@ class Participant:
 
     def _on_other_rtp(self, data: bytes, payload_type: int, marker: int, seq: int,
                       timestamp: int, ssrc: int, offset: int) -> None:
-        """First packet of a stream, retransmissions (RTX), or garbage."""
+        """First packet of a stream, retransmissions (RTX), or garbage.
+
+        An SSRC nobody announced must not take over a live stream: a packet with a
+        corrupted SSRC (it still authenticates: SRTP checks who sent it, not what it says)
+        would otherwise replace the publisher's camera for every receiver. So a new SSRC
+        is a new stream when the SDP announced it, or when the stream it would replace has
+        been silent for TAKEOVER_SILENCE_S; an RTX SSRC when announced, or as the first
+        for its stream.
+        """
         producer = self.rtx_ssrcs.get(ssrc)
         if producer is None:
             mapped = self._pt_map.get(payload_type)
@@ -203,8 +215,17 @@ class Participant:
                                  if p.payload_type == apt and p.kind == slot.kind), None)
                 if producer is None:
                     return
+                if ssrc not in slot.rtx_ssrcs and producer in self.rtx_ssrcs.values():
+                    self.bad_packets += 1
+                    return
                 self.rtx_ssrcs[ssrc] = producer
             else:
+                live = next((p for p in self.producers.values() if p.kind == slot.kind
+                             and time.monotonic() - p.last_packet_at < TAKEOVER_SILENCE_S),
+                            None)
+                if live is not None and ssrc not in slot.ssrcs:
+                    self.bad_packets += 1
+                    return
                 self._new_producer(ssrc, slot, codec)
                 self.on_rtp(data)
                 return
@@ -213,7 +234,7 @@ class Participant:
             return  # a padding-only bandwidth probe (browsers send these on RTX): no media
         # RFC 4588: the original sequence number leads the payload.
         original_seq = int.from_bytes(data[offset:offset + 2], "big")
-        highest = producer.unwrap.highest
+        highest = producer.sequence.highest_raw
         if highest is not None and not -RTX_WINDOW < ((original_seq - highest + 0x8000)
                                                       & 0xFFFF) - 0x8000 <= 100:
             return  # not a retransmission of anything recent: never let it move the stream
@@ -227,6 +248,8 @@ class Participant:
         old = [p for p in self.producers.values() if p.kind == slot.kind]
         for p in old:  # a new SSRC on the same m-section replaces the old stream
             self.producers.pop(p.ssrc, None)
+        for rtx_ssrc in [s for s, p in self.rtx_ssrcs.items() if p in old]:
+            del self.rtx_ssrcs[rtx_ssrc]  # its retransmissions go with it (and its history)
         producer = Producer(self.id, slot.kind, ssrc, codec.mimeType, codec.payloadType,
                             codec.clockRate, rtx_pt, self._send_pli)
         self.producers[ssrc] = producer
@@ -266,7 +289,7 @@ class Participant:
         if packet.fmt == RTCP_PSFB_APP:
             try:
                 self.remb_bps, _ = unpack_remb_fci(packet.fci)
-            except ValueError:
+            except (ValueError, struct.error):  # aiortc's parser: struct.error if truncated
                 self.bad_packets += 1
                 return
             self.estimate.on_remb(self.remb_bps)
@@ -364,7 +387,9 @@ class Participant:
             "handler_errors": self.peer.handler_errors,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
                             "temporal_layers": p.layered,
-                            "packets": p.packets, "keyframe_requests": p.keyframe_requests}
+                            "packets": p.packets, "keyframe_requests": p.keyframe_requests,
+                            "discarded_packets": p.sequence.discarded,
+                            "sequence_restarts": p.sequence.restarts}
                            for p in self.producers.values()],
             "receiving": [{"from": c.source_id, "kind": c.kind, "ssrc": c.ssrc,
                            "codec": c.producer.mime_type if c.producer else None,

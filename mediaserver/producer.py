@@ -1,8 +1,8 @@
 """A Producer is one RTP stream a participant sends us (mediasoup's word for it).
 
-It tracks what arrives (sequence extension, loss to NACK, statistics for receiver reports,
-the publisher's latest sender report) and hands every packet to its consumers. Keyframe
-requests to the publisher are throttled here, whoever asks for them.
+It tracks what arrives (sequence numbers extended and validated, loss to NACK, statistics
+for receiver reports, the publisher's latest sender report) and hands every packet to its
+consumers. Keyframe requests to the publisher are throttled here, whoever asks for them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import consumer as _consumer_module
 from . import h264, vp8
 from .loss_detector import LossDetector
-from .rtp_header import SeqUnwrapper
+from .sequence_validator import SequenceValidator
 from .stream_stats import ReceiveStats
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class Producer:
         "clock_rate",
         "consumers",
         "descriptor",
+        "duplicates",
         "history",
         "is_keyframe",
         "keyframe_requested_at",
@@ -65,13 +66,13 @@ class Producer:
         "payload_type",
         "request_keyframe",
         "rtx_payload_type",
+        "sequence",
         "sr_at",
         "sr_ntp",
         "sr_rtp",
         "ssrc",
         "stats",
         "tap",
-        "unwrap",
         "vp8",
     )
 
@@ -98,7 +99,7 @@ class Producer:
         self.layer_bps = [0.0, 0.0, 0.0, 0.0]
         self.consumers: list[Consumer] = []
         self.history: list[HistoryEntry | None] = [None] * HISTORY_SIZE
-        self.unwrap = SeqUnwrapper()
+        self.sequence = SequenceValidator()
         self.stats = ReceiveStats(clock_rate)
         self.loss = LossDetector()
         self.request_keyframe = request_keyframe
@@ -109,6 +110,7 @@ class Producer:
         self.sr_at = 0.0
         self.packets = 0
         self.octets = 0
+        self.duplicates = 0
         self.last_packet_at = 0.0
         # Set only while this stream feeds the try-on pipeline (mediaserver/tryon/stream.py):
         # every other stream pays one None check per packet for it.
@@ -122,7 +124,17 @@ class Producer:
             if end < offset:
                 return
             data = bytes((data[0] & 0xDF,)) + data[1:end]
-        seq_ext = self.unwrap.unwrap(seq)
+        seq_ext = self.sequence.extend(seq, now)
+        if seq_ext is None:
+            return  # a jump in numbering, on probation (see sequence_validator.py)
+        history = self.history
+        entry = history[seq_ext & HISTORY_MASK]
+        if entry is not None and entry[0] >= seq_ext:
+            # Received already, or older than the history: forwarding it again would only
+            # confuse receivers' jitter buffers (a retransmission we asked for fills a gap,
+            # so it is never in the history).
+            self.duplicates += 1
+            return
         self.stats.on_packet(seq_ext, timestamp, now)
         self.loss.on_packet(seq_ext, now)
         size = len(data) - offset
@@ -141,7 +153,7 @@ class Producer:
                     self.layered = True
         else:
             keyframe = self.is_keyframe(data, offset)
-        self.history[seq_ext & HISTORY_MASK] = (seq_ext, data, offset, marker, timestamp)
+        history[seq_ext & HISTORY_MASK] = (seq_ext, data, offset, marker, timestamp)
         fanout = _consumer_module.native_fanout
         if fanout is not None:  # one C call: rewrite, protect and send per receiver
             fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, self.consumers)

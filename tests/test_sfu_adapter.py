@@ -256,3 +256,31 @@ async def test_garbage_is_dropped_and_handler_failures_are_logged_apart(
     finally:
         await client.close()
         await server.close()
+
+
+@pytest.mark.parametrize("profile", [b"SRTP_AEAD_AES_256_GCM", b"SRTP_AES128_CM_SHA1_80"])
+async def test_a_packet_srtp_refuses_is_dropped_and_counted(profile: bytes) -> None:
+    """SRTP refuses to protect a packet more than 1023 behind the newest sent on its SSRC
+    (a retransmission asked for far too late). The send drops it and counts it; raising
+    would cut short the caller's loop over the other receivers."""
+    server = PeerAdapter()
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        client.addTrack(AudioStreamTrack())
+        client_dtls = client.getTransceivers()[0].sender.transport
+        client_dtls._srtp_profiles = [p for p in SRTP_PROFILES if p.openssl_profile == profile]
+        await connect(server, client)
+
+        def packet(seq: int) -> bytes:
+            return bytes((0x80, 111)) + seq.to_bytes(2, "big") + bytes(4) \
+                + (0xC0FFEE).to_bytes(4, "big") + bytes(40)
+        server.send_rtp(packet(5000))
+        server.send_rtp(packet(4990))  # a retransmission in time: sent
+        assert server.send_errors == 0
+        server.send_rtp(packet(5000 - 1100))
+        assert server.send_errors == 1
+        server.send_rtp(packet(5001))  # the stream goes on
+        assert server.send_errors == 1
+    finally:
+        await client.close()
+        await server.close()

@@ -182,6 +182,52 @@ async def test_garbage_packets_do_not_disturb_the_call(session: Session) -> None
     assert participant.peer.bad_packets == 300  # the shopper's, not the stranger's
 
 
+async def test_jumps_in_a_publishers_numbering_do_not_freeze_its_receivers(
+        session: Session) -> None:
+    """SRTP proves who sent a packet, not that its header is sane. A publisher's packet
+    numbered far ahead is discarded (it would make every later packet look stale), and a
+    publisher that restarts its numbering mid-stream is followed after two packets."""
+    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
+    await session.join("shopper:s1", shopper)
+    await session.join("staff:alice", staff)
+    await staff.wait_frames(10)
+    participant = session.router().participants["shopper:s1"]
+    producer = next(p for p in participant.producers.values() if p.kind == "video")
+    received = staff.video_in()[0]
+
+    async def frames_keep_coming() -> None:
+        start = received.frames
+        for _ in range(60):
+            if received.frames >= start + 15:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{received.frames - start} frames in 3 s")
+
+    for _ in range(3):  # as if decrypted from the shopper's socket: a real packet, wild number
+        _, data, *_ = max((e for e in producer.history if e is not None), key=lambda e: e[0])
+        wild = (int.from_bytes(data[2:4], "big") + 30000) & 0xFFFF
+        participant.on_rtp(data[:2] + wild.to_bytes(2, "big") + data[4:])
+        await asyncio.sleep(0.1)
+    await frames_keep_coming()
+    assert producer.sequence.discarded == 3 and producer.sequence.restarts == 0
+
+    # The shopper's video numbering restarts 20000 further on, for good.
+    video_ssrc = next(t.sender._ssrc for t in shopper.pc.getTransceivers()
+                      if t.kind == "video")
+    dtls = shopper.pc.getTransceivers()[0].sender.transport
+    send_rtp = dtls._send_rtp
+
+    async def renumbered(data: bytes) -> None:
+        if 191 < data[1] < 224 or int.from_bytes(data[8:12], "big") != video_ssrc:
+            await send_rtp(data)  # RTCP, audio
+        else:
+            seq = (int.from_bytes(data[2:4], "big") + 20000) & 0xFFFF
+            await send_rtp(data[:2] + seq.to_bytes(2, "big") + data[4:])
+    dtls._send_rtp = renumbered
+    await frames_keep_coming()
+    assert producer.sequence.restarts == 1
+
+
 async def test_broken_sdp_is_refused_clearly(session: Session) -> None:
     for broken, reason in (("v=0\r\nthis is not sdp\r\n", "no audio or video"),
                            ("hello", "must start with v=0"),
