@@ -389,6 +389,7 @@ class Participant:
                             "temporal_layers": p.layered,
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests,
                             "discarded_packets": p.sequence.discarded,
+                            "duplicate_packets": p.duplicates,
                             "sequence_restarts": p.sequence.restarts}
                            for p in self.producers.values()],
             "receiving": [{"from": c.source_id, "kind": c.kind, "ssrc": c.ssrc,

@@ -228,6 +228,43 @@ async def test_jumps_in_a_publishers_numbering_do_not_freeze_its_receivers(
     assert producer.sequence.restarts == 1
 
 
+async def test_a_stray_ssrc_or_a_duplicate_cannot_disturb_a_live_stream(
+        session: Session) -> None:
+    """A packet that authenticates but names another SSRC (a corrupted header) must not
+    replace the publisher's live camera; once the camera has been silent for a second, a
+    new stream on its m-section may take over (a client that restarted its sender without
+    renegotiating). A duplicate is not forwarded twice."""
+    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
+    await session.join("shopper:s1", shopper)
+    await session.join("staff:alice", staff)
+    await staff.wait_frames(10)
+    participant = session.router().participants["shopper:s1"]
+    producer = next(p for p in participant.producers.values() if p.kind == "video")
+    consumer = session.router().participants["staff:alice"].consumers[("shopper:s1", "video")]
+
+    def latest() -> bytes:
+        return max((e for e in producer.history if e is not None), key=lambda e: e[0])[1]
+
+    sent = consumer.packets
+    participant.on_rtp(latest())  # the same packet again
+    assert producer.duplicates == 1 and consumer.packets == sent
+
+    stray = latest()[:8] + (0x5EED).to_bytes(4, "big") + latest()[12:]
+    bad = participant.bad_packets
+    participant.on_rtp(stray)
+    assert participant.bad_packets == bad + 1
+    assert next(p for p in participant.producers.values() if p.kind == "video") is producer
+    start = staff.video_in()[0].frames
+    await staff.wait_frames(start + 10)
+
+    video = next(t for t in shopper.pc.getTransceivers() if t.kind == "video")
+    video.sender.replaceTrack(None)  # the camera stops sending
+    await asyncio.sleep(1.2)
+    participant.on_rtp(stray)
+    taken = next(p for p in participant.producers.values() if p.kind == "video")
+    assert taken.ssrc == 0x5EED and consumer.producer is taken
+
+
 async def test_broken_sdp_is_refused_clearly(session: Session) -> None:
     for broken, reason in (("v=0\r\nthis is not sdp\r\n", "no audio or video"),
                            ("hello", "must start with v=0"),
