@@ -97,7 +97,7 @@ def measure() -> dict[str, float]:
         "TemporalLayerFilter.accept(drop)": per_call_ns(
             "drop_accept(next(c_drop), 2, True, 0, False)", namespace=ns),
         "TemporalLayerFilter.out_seq": per_call_ns("out_seq(123456)", namespace=ns),
-        "PacketCache.put": per_call_ns("put(4242, data, 1.5)", namespace=ns),
+        "PacketCache.put": per_call_ns("put(4242, data)", namespace=ns),
         "PacketCache.get": per_call_ns("get(4242)", namespace=ns),
         "SequenceValidator.extend": per_call_ns("extend(4242, 1.5)", namespace=ns),
         "ReceiveStats.on_packet": per_call_ns(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .consumer_state import ConsumerState
 from .native import load_extension
-from .packet_cache import PacketCache
+from .packet_cache import PacketCache, ResendLog
 from .rtp_header import build_packet
 from .vp8 import TemporalLayerFilter, rewrite_descriptor_head
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 _SEQ = struct.Struct("!H")
 MASK16 = 0xFFFF
 MASK32 = 0xFFFFFFFF
+# A packet is resent at most once per round trip to its receiver (from its receiver
+# reports), at most 50 times a second, and every 100 ms while the RTT is unknown.
+MIN_RESEND_INTERVAL_S = 0.02
+DEFAULT_RESEND_INTERVAL_S = 0.1
 
 
 class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
@@ -44,6 +48,8 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         "octets_mark",
         "plis",
         "producer",
+        "resends",
+        "resends_skipped",
         "retransmissions",
         "rr_fraction_lost",
         "rr_jitter",
@@ -75,6 +81,7 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         self.producer: Producer | None = None
         # ~1.3 s of 1.5 Mbps video: enough to answer NACKs, small enough to stay in cache.
         self.cache = PacketCache(256 if kind == "video" else 64)
+        self.resends = ResendLog(256 if kind == "video" else 64)
         self.last_out_seq = random.randrange(1 << 16)
         self.last_out_ts = random.randrange(1 << 32)
         self.last_out_at = 0.0
@@ -89,6 +96,7 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         self.packets = 0
         self.octets = 0
         self.retransmissions = 0
+        self.resends_skipped = 0
         self.nacks = 0
         self.plis = 0
         self.rr_fraction_lost = 0
@@ -157,16 +165,23 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
             self.last_out_seq = out_seq
             self.last_out_ts = out_ts
             self.last_out_at = now
-        self.cache.put(out_seq, packet, now)
+        self.cache.put(out_seq, packet)
         self.packets += 1
         self.octets += len(packet) - 12
         self.send(packet)
 
     def retransmit(self, lost: list[int], now: float) -> int:
-        """Answer a receiver's NACK from the history of sent packets (RTX if negotiated)."""
+        """Answer a receiver's NACK from the history of sent packets (RTX if negotiated),
+        each packet at most once per round trip (see ResendLog)."""
         self.nacks += 1
         sent = 0
+        rtt = self.rtt_s
+        interval = max(rtt, MIN_RESEND_INTERVAL_S) if rtt else DEFAULT_RESEND_INTERVAL_S
+        resends = self.resends
         for seq in lost:
+            if not resends.allow(seq, now, interval):
+                self.resends_skipped += 1
+                continue
             packet = self.cache.get(seq)
             if packet is None:
                 packet = self._rebuild(seq)

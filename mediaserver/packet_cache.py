@@ -7,15 +7,20 @@ receiver, not from the publisher's stream.
 
 from __future__ import annotations
 
-__all__ = ["PacketCache"]
+__all__ = ["PacketCache", "ResendLog"]
+
+
+def _check_size(size: int) -> None:
+    if size <= 0 or size & (size - 1) or size > 65536:
+        raise ValueError("size must be a power of two <= 65536")
 
 
 class PacketCache:
     """Fixed-size ring buffer indexed by ``seq & mask``.
 
     A ring keyed by the low bits of the sequence number needs no hashing, no
-    eviction bookkeeping and no allocation per :meth:`put` (the three lists
-    are preallocated; a put only stores references). The size must be a power
+    eviction bookkeeping and no allocation per :meth:`put` (the lists are
+    preallocated; a put only stores references). The size must be a power
     of two that divides 65536, so ``seq & mask`` stays consistent across the
     16-bit wrap. Each slot remembers its full 16-bit number, so a lookup for a
     number that has since been overwritten returns None instead of a wrong
@@ -23,27 +28,24 @@ class PacketCache:
     useful retransmission.
     """
 
-    __slots__ = ("_mask", "_packets", "_sent_at", "_seqs")
+    __slots__ = ("_mask", "_packets", "_seqs")
 
     def __init__(self, size: int = 512) -> None:
-        if size <= 0 or size & (size - 1) or size > 65536:
-            raise ValueError("PacketCache size must be a power of two <= 65536")
+        _check_size(size)
         self._mask = size - 1
         self._seqs: list[int] = [-1] * size
         self._packets: list[bytes | None] = [None] * size
-        self._sent_at: list[float] = [0.0] * size
 
     @property
     def size(self) -> int:
         """Number of slots."""
         return self._mask + 1
 
-    def put(self, seq16: int, packet: bytes, sent_at: float) -> None:
+    def put(self, seq16: int, packet: bytes) -> None:
         """Remember a packet as sent (HOT PATH: once per forwarded packet)."""
         i = seq16 & self._mask
         self._seqs[i] = seq16
         self._packets[i] = packet
-        self._sent_at[i] = sent_at
 
     def get(self, seq16: int) -> bytes | None:
         """The packet sent with this number, if still held.
@@ -58,24 +60,36 @@ class PacketCache:
             return self._packets[i]
         return None
 
-    def sent_at(self, seq16: int) -> float | None:
-        """When the packet was (last) sent, to skip NACKs that arrive within an RTT."""
-        seq16 &= 0xFFFF
-        i = seq16 & self._mask
-        if self._seqs[i] == seq16:
-            return self._sent_at[i]
-        return None
-
-    def mark_resent(self, seq16: int, now: float) -> None:
-        """Record a retransmission so duplicate NACKs in the same RTT are ignored."""
-        seq16 &= 0xFFFF
-        i = seq16 & self._mask
-        if self._seqs[i] == seq16:
-            self._sent_at[i] = now
-
     def clear(self) -> None:
         """Forget everything (e.g. after the outgoing stream was restarted)."""
         size = self._mask + 1
         self._seqs[:] = [-1] * size
         self._packets[:] = [None] * size
-        self._sent_at[:] = [0.0] * size
+
+
+class ResendLog:
+    """When each recently resent packet (by output number) was last resent.
+
+    A receiver repeats its NACK for a packet until the packet arrives, and a NACK may list
+    the whole history: answering every repetition would resend the same packets again and
+    again (an amplifier, too). Like mediasoup, a packet is resent at most once per round
+    trip. Kept apart from the packets themselves, which the native fan-out does not store.
+    """
+
+    __slots__ = ("_mask", "_seqs", "_times")
+
+    def __init__(self, size: int = 256) -> None:
+        _check_size(size)
+        self._mask = size - 1
+        self._seqs: list[int] = [-1] * size
+        self._times: list[float] = [0.0] * size
+
+    def allow(self, seq16: int, now: float, interval: float) -> bool:
+        """True (and remembered) unless this packet was resent less than ``interval`` ago."""
+        seq16 &= 0xFFFF
+        i = seq16 & self._mask
+        if self._seqs[i] == seq16 and now - self._times[i] < interval:
+            return False
+        self._seqs[i] = seq16
+        self._times[i] = now
+        return True

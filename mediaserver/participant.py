@@ -397,6 +397,7 @@ class Participant:
                            "bitrate_bps": round(c.bitrate_bps),
                            "paused": c.paused,
                            "packets": c.packets, "retransmissions": c.retransmissions,
+                           "resends_skipped": c.resends_skipped,
                            "forwarded_layer": c.forwarded_layer,
                            "layer_switches": c.layer_switches,
                            "fraction_lost": c.rr_fraction_lost / 256, "rtt_ms":

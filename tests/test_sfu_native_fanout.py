@@ -158,7 +158,8 @@ def test_native_output_equals_python_path(link: Link) -> None:
         assert sent_native[-1] == packet
     native.rtx_payload_type = python.rtx_payload_type = 97
     seq = int.from_bytes(sent_python[-1][2:4], "big")
-    native.retransmit([seq], 200.0)
+    assert native.retransmit([seq], 200.01) == 0  # asked again within the round trip
+    native.retransmit([seq], 200.5)
     assert sent_native[-1][12:] == sent_python[-1][2:4] + sent_python[-1][12:]  # RTX
     # Packets the publisher's history no longer holds, or from before a re-base, are not
     # answered (never with another packet's payload).

@@ -8,7 +8,13 @@ import asyncio
 import time
 from typing import Any
 
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+)
 
 from mediaserver.metrics import SfuCollector
 
@@ -214,3 +220,27 @@ async def test_publisher_gets_receiver_reports_with_its_round_trip_time(
         # loopback it is a few ms, and a wrong DLSR would add up to the report interval.
         assert stats and stats[0].roundTripTime is not None, transceiver.kind
         assert 0 <= stats[0].roundTripTime < 0.05, stats[0]
+
+
+async def test_repeated_nacks_resend_each_packet_once_per_round_trip(
+        session: CallSession) -> None:  # noqa: F811
+    """A receiver repeats its NACKs until the packets arrive; five copies of one NACK in
+    one compound packet are answered once. A round trip later, the same NACK is answered
+    again (the resent packets may have been lost too)."""
+    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
+    await session.join("shopper:s1", shopper)
+    await session.join("staff:alice", staff)
+    await staff.wait_frames(10)
+    consumer = session.router().participants["staff:alice"].consumers[("shopper:s1", "video")]
+    receiver = video_transceiver(staff).receiver
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc or 1
+    lost = [(consumer.last_out_seq - k) & 0xFFFF for k in range(10, 0, -1)]
+    nack = bytes(RtcpRtpfbPacket(fmt=1, ssrc=rtcp_ssrc, media_ssrc=consumer.ssrc, lost=lost))
+    before = consumer.retransmissions
+    await receiver.transport._send_rtp(nack * 5)
+    await asyncio.sleep(0.15)
+    assert consumer.nacks >= 5
+    assert consumer.retransmissions - before == 10 and consumer.resends_skipped == 40
+    await receiver.transport._send_rtp(nack)
+    await asyncio.sleep(0.1)
+    assert consumer.retransmissions - before == 20
