@@ -10,9 +10,11 @@ here is an aiortc offer rewritten to Chromium's numbering, so the test needs no 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -120,6 +122,26 @@ async def connect(server: PeerAdapter, client: RTCPeerConnection) -> None:
     await asyncio.wait_for(connected.wait(), 10)
 
 
+@contextlib.asynccontextmanager
+async def audio_peer(profile: bytes | None = None
+                     ) -> AsyncIterator[tuple[PeerAdapter, RTCPeerConnection]]:
+    """A connected server adapter and aiortc client sending audio; ``profile`` forces the
+    SRTP profile DTLS negotiates."""
+    server = PeerAdapter()
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        client.addTrack(AudioStreamTrack())
+        if profile is not None:
+            client_dtls = client.getTransceivers()[0].sender.transport
+            client_dtls._srtp_profiles = [p for p in SRTP_PROFILES
+                                          if p.openssl_profile == profile]
+        await connect(server, client)
+        yield server, client
+    finally:
+        await client.close()
+        await server.close()
+
+
 async def test_sending_follows_a_new_nominated_pair() -> None:
     """When the remote nominates another pair (no ICE restart), aioice switches to it and
     our sending, Python and native, must too: same remote, the other local address."""
@@ -176,14 +198,8 @@ async def test_outgoing_rtp_is_protected_for_the_negotiated_profile(profile: byt
     way the peer's own libsrtp (aiortc here, a browser's in a call) decrypts it."""
     import mediaserver.aiortc_adapter as adapter
 
-    server = PeerAdapter()
-    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        client.addTrack(AudioStreamTrack())
+    async with audio_peer(profile) as (server, client):
         client_dtls = client.getTransceivers()[0].sender.transport
-        client_dtls._srtp_profiles = [p for p in SRTP_PROFILES if p.openssl_profile == profile]
-        await connect(server, client)
-
         server_dtls = server.pc.getTransceivers()[0].receiver.transport
         assert server_dtls._ssl.get_selected_srtp_profile() == profile
         assert server._tx_native is not None
@@ -214,9 +230,6 @@ async def test_outgoing_rtp_is_protected_for_the_negotiated_profile(profile: byt
                 break
             await asyncio.sleep(0.02)
         assert [client_dtls._rx_srtp.unprotect(d) for d in arrived] == sent
-    finally:
-        await client.close()
-        await server.close()
 
 
 async def test_garbage_is_dropped_and_handler_failures_are_logged_apart(
@@ -224,11 +237,7 @@ async def test_garbage_is_dropped_and_handler_failures_are_logged_apart(
     """Undecryptable datagrams count as bad packets. A packet that decrypts but makes the
     handler raise is a server bug: counted apart, logged with its traceback once (not per
     packet), and the packets after it are handled."""
-    server = PeerAdapter()
-    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        client.addTrack(AudioStreamTrack())
-        await connect(server, client)
+    async with audio_peer() as (server, _):
         handled: list[bytes] = []
         failures = 3
 
@@ -253,9 +262,6 @@ async def test_garbage_is_dropped_and_handler_failures_are_logged_apart(
         assert server.handler_errors == 3 and server.bad_packets == 2
         logged = [r for r in caplog.records if "forwarding failed" in r.getMessage()]
         assert len(logged) == 1 and logged[0].exc_info is not None
-    finally:
-        await client.close()
-        await server.close()
 
 
 @pytest.mark.parametrize("profile", [b"SRTP_AEAD_AES_256_GCM", b"SRTP_AES128_CM_SHA1_80"])
@@ -263,14 +269,7 @@ async def test_a_packet_srtp_refuses_is_dropped_and_counted(profile: bytes) -> N
     """SRTP refuses to protect a packet more than 1023 behind the newest sent on its SSRC
     (a retransmission asked for far too late). The send drops it and counts it; raising
     would cut short the caller's loop over the other receivers."""
-    server = PeerAdapter()
-    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        client.addTrack(AudioStreamTrack())
-        client_dtls = client.getTransceivers()[0].sender.transport
-        client_dtls._srtp_profiles = [p for p in SRTP_PROFILES if p.openssl_profile == profile]
-        await connect(server, client)
-
+    async with audio_peer(profile) as (server, _):
         def packet(seq: int) -> bytes:
             return bytes((0x80, 111)) + seq.to_bytes(2, "big") + bytes(4) \
                 + (0xC0FFEE).to_bytes(4, "big") + bytes(40)
@@ -281,6 +280,3 @@ async def test_a_packet_srtp_refuses_is_dropped_and_counted(profile: bytes) -> N
         assert server.send_errors == 1
         server.send_rtp(packet(5001))  # the stream goes on
         assert server.send_errors == 1
-    finally:
-        await client.close()
-        await server.close()

@@ -54,6 +54,15 @@ class Session:
     def router(self) -> Any:
         return self.backend.routers[self.session_id]
 
+    async def one_to_one(self, frames: int = 10) -> tuple[MediaPeer, MediaPeer]:
+        """The usual call: a shopper (red camera) and a staff member (blue), joined, once
+        the staff member has decoded ``frames`` of the shopper's video."""
+        shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
+        await self.join("shopper:s1", shopper)
+        await self.join("staff:alice", staff)
+        await staff.wait_frames(frames)
+        return shopper, staff
+
 
 @pytest.fixture
 async def session() -> AsyncIterator[Session]:
@@ -107,10 +116,7 @@ async def test_colleague_joining_is_added_by_renegotiation(session: Session) -> 
 
 
 async def test_rejoining_publisher_keeps_receiver_stream_continuous(session: Session) -> None:
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(15)
+    shopper, staff = await session.one_to_one(frames=15)
     before = {s.ssrc: s for s in await staff.inbound_stats() if s.kind == "video"}
     consumer = session.router().participants["staff:alice"].consumers[("shopper:s1", "video")]
     ssrc_before = consumer.ssrc
@@ -157,10 +163,7 @@ async def test_garbage_packets_do_not_disturb_the_call(session: Session) -> None
     """Garbage from a participant's own address is counted and dropped; the call goes on.
     Datagrams from anyone else never reach the server: the socket of the nominated pair
     is connected to the participant (see aiortc_adapter), so the kernel drops them."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(10)
+    shopper, staff = await session.one_to_one(frames=10)
     participant = session.router().participants["shopper:s1"]
     server_pair = participant.peer.pc.getTransceivers()[0].receiver.transport.transport \
         ._connection._nominated[1]
@@ -187,10 +190,7 @@ async def test_jumps_in_a_publishers_numbering_do_not_freeze_its_receivers(
     """SRTP proves who sent a packet, not that its header is sane. A publisher's packet
     numbered far ahead is discarded (it would make every later packet look stale), and a
     publisher that restarts its numbering mid-stream is followed after two packets."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(10)
+    shopper, staff = await session.one_to_one(frames=10)
     participant = session.router().participants["shopper:s1"]
     producer = next(p for p in participant.producers.values() if p.kind == "video")
     received = staff.video_in()[0]
@@ -234,10 +234,7 @@ async def test_a_stray_ssrc_or_a_duplicate_cannot_disturb_a_live_stream(
     replace the publisher's live camera; once the camera has been silent for a second, a
     new stream on its m-section may take over (a client that restarted its sender without
     renegotiating). A duplicate is not forwarded twice."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(10)
+    shopper, staff = await session.one_to_one(frames=10)
     participant = session.router().participants["shopper:s1"]
     producer = next(p for p in participant.producers.values() if p.kind == "video")
     consumer = session.router().participants["staff:alice"].consumers[("shopper:s1", "video")]
@@ -354,10 +351,7 @@ async def test_wiring_during_an_unanswered_offer_waits_for_it(
     """Another participant's connect event can fire while an offer is half applied (between
     setRemoteDescription and createAnswer). Wiring must leave that peer alone until its
     negotiation is done, or its answer breaks; it is wired once it connects."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(3)
+    await session.one_to_one(frames=3)
     original = RTCPeerConnection.createAnswer
 
     async def create_answer_after_wiring(pc: RTCPeerConnection) -> Any:

@@ -20,9 +20,7 @@ from mediaserver.metrics import SfuCollector
 
 from .media_peers import MediaPeer
 from .test_sfu_forwarding import (
-    BLUE,
     GREEN,
-    RED,
     session,  # noqa: F401  (fixture)
 )
 from .test_sfu_forwarding import Session as CallSession
@@ -104,10 +102,7 @@ async def test_sender_reports_map_the_publishers_clock_into_each_receivers_strea
     publisher rejoins with new timestamps: packets then map to the time they were sent.
     Outgoing timestamps start at a random offset, so a report passed through unchanged
     would be off by hours."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(5)
+    shopper, staff = await session.one_to_one(frames=5)
     publisher, receiver = SenderReportProbe(shopper), SenderReportProbe(staff)
     await receiver.collect(reports=4)
     for kind in ("audio", "video"):
@@ -165,10 +160,7 @@ class PublisherProbe:
 
 async def test_receivers_pli_and_fir_reach_the_publisher_at_most_every_500ms(
         session: CallSession) -> None:  # noqa: F811
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(5)
+    shopper, staff = await session.one_to_one(frames=5)
     publisher = PublisherProbe(shopper)
     receiver = video_transceiver(staff).receiver
     rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
@@ -203,10 +195,7 @@ async def test_publisher_gets_receiver_reports_with_its_round_trip_time(
         session: CallSession) -> None:  # noqa: F811
     """The server reports to each publisher once a second, as the receiver of its streams:
     loss, jitter, and LSR/DLSR from which the publisher computes its RTT to the server."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(5)
+    shopper, _ = await session.one_to_one(frames=5)
     publisher = PublisherProbe(shopper)
     await asyncio.sleep(3.5)
     ssrcs = {t.sender._ssrc for t in shopper.pc.getTransceivers()}
@@ -227,10 +216,7 @@ async def test_repeated_nacks_resend_each_packet_once_per_round_trip(
     """A receiver repeats its NACKs until the packets arrive; five copies of one NACK in
     one compound packet are answered once. A round trip later, the same NACK is answered
     again (the resent packets may have been lost too)."""
-    shopper, staff = MediaPeer("shopper", RED), MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await staff.wait_frames(10)
+    _, staff = await session.one_to_one(frames=10)
     consumer = session.router().participants["staff:alice"].consumers[("shopper:s1", "video")]
     receiver = video_transceiver(staff).receiver
     rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc or 1
