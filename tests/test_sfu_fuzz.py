@@ -83,10 +83,15 @@ async def test_mangled_packets_are_dropped_and_the_call_recovers(
     rtp = [entry[1] for producer in publisher.producers.values()
            for entry in producer.history if entry is not None]
     rtcp = receiver_feedback(list(receiver.consumers.values()))
+    # The publisher's sender reports, forwarded into each receiver's timestamp space.
+    reports = [bytes(RtcpSrPacket(ssrc=p.ssrc, sender_info=RtcpSenderInfo(
+        ntp_timestamp=0xE1D2C3B4A5968778, rtp_timestamp=123456, packet_count=10,
+        octet_count=1000))) for p in publisher.producers.values()]
     rng = random.Random(20261206)
     for i in range(MUTATIONS):
         publisher.on_rtp(mutate(rng, rng.choice(rtp)))  # raises: the test fails here
         receiver.on_rtcp(mutate(rng, rng.choice(rtcp)))
+        publisher.on_rtcp(mutate(rng, rng.choice(reports)))
         if i % 200 == 0:
             await asyncio.sleep(0)  # let real media interleave
     assert publisher.bad_packets > 0 and receiver.bad_packets > 0
