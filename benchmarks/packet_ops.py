@@ -68,6 +68,7 @@ def measure() -> dict[str, float]:
         "rewrite_descriptor": vp8.rewrite_descriptor,
         "h264_is_keyframe": h264.is_keyframe,
         "data": data,
+        "offset": len(data) - len(payload),
         "payload": payload,
         "h264_payload": bytes([0x7C, 0x85]) + bytes(PACKET_SIZE - 14),
         "forward_accept": forward_filter.accept,
@@ -91,6 +92,11 @@ def measure() -> dict[str, float]:
         "build_packet": per_call_ns(
             "build_packet(96, 1, 4242, 123456789, 0xCAFEBABE, payload)", namespace=ns),
         "descriptor_fields": per_call_ns("descriptor_fields(payload)", namespace=ns),
+        # As Producer.receive calls it: the packet and its payload offset, no slice.
+        "descriptor_fields(packet, offset)": per_call_ns("descriptor_fields(data, offset)",
+                                                         namespace=ns),
+        "memoryview slice + descriptor_fields": per_call_ns(
+            "descriptor_fields(memoryview(data)[offset:])", namespace=ns),
         "rewrite_descriptor": per_call_ns("rewrite_descriptor(payload, 77, 5)", namespace=ns),
         "TemporalLayerFilter.accept(forward)": per_call_ns(
             "forward_accept(next(c_fwd), 1, True, 1, False)", namespace=ns),

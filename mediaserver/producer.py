@@ -142,7 +142,7 @@ class Producer:
         self.octets += size
         self.last_packet_at = now
         if self.vp8:
-            fields = self.descriptor = vp8.descriptor_fields(memoryview(data)[offset:])
+            fields = self.descriptor = vp8.descriptor_fields(data, offset)
             if fields is None:
                 keyframe = False
             else:

@@ -76,8 +76,12 @@ class Vp8Descriptor(NamedTuple):
     is_keyframe_start: bool
 
 
-def descriptor_fields(payload: bytes | bytearray | memoryview) -> DescriptorFields | None:
-    """Parse the descriptor into a plain tuple (no object per packet).
+def descriptor_fields(payload: bytes | bytearray | memoryview,
+                      offset: int = 0) -> DescriptorFields | None:
+    """Parse the descriptor starting at ``offset`` into a plain tuple.
+
+    ``offset`` lets the forwarding path pass the whole RTP packet and its payload offset
+    rather than slice a memoryview per packet.
 
     HOT PATH: called for every VP8 packet forwarded. Absent optional fields are
     ``-1`` (``picture_id_bits`` 0, ``layer_sync`` 0) rather than None so that
@@ -91,27 +95,29 @@ def descriptor_fields(payload: bytes | bytearray | memoryview) -> DescriptorFiel
     such a packet cannot be decoded by anyone, so forwarding it only wastes
     bandwidth.
     """
-    n = len(payload)
+    n = len(payload) - offset
     if n > 6:
         # Fast paths for the two layouts browsers and aiortc send, with a
         # 15-bit picture id: I+L+T (temporal layers) and I only. One unpack
         # instead of a chain of index reads: ~30% cheaper per packet.
-        x = payload[1]
-        if payload[0] & 0x80 and payload[2] & 0x80:
+        x = payload[offset + 1]
+        if payload[offset] & 0x80 and payload[offset + 2] & 0x80:
             if x == 0xE0:
-                b0, _x, pic, tl0, tk, vp8 = _unpack_ilt(payload)
+                b0, _x, pic, tl0, tk, vp8 = _unpack_ilt(payload, offset)
                 start = (b0 >> 4) & 1
                 pid = b0 & 0x07
                 return (6, start, pid, pic & 0x7FFF, 15, tl0, tk >> 6, (tk >> 5) & 1, -1,
                         start == 1 and pid == 0 and not vp8 & 1)
             if x == 0x80:
-                b0, _x, pic, vp8 = _unpack_i(payload)
+                b0, _x, pic, vp8 = _unpack_i(payload, offset)
                 start = (b0 >> 4) & 1
                 pid = b0 & 0x07
                 return (4, start, pid, pic & 0x7FFF, 15, -1, -1, 0, -1,
                         start == 1 and pid == 0 and not vp8 & 1)
     elif n < 2:
         return None
+    if offset:  # other layouts (rare): parse a view from the descriptor on
+        payload = memoryview(payload)[offset:]
     b0 = payload[0]
     start = (b0 >> 4) & 1
     pid = b0 & 0x07

@@ -88,6 +88,7 @@ def test_fields_match_oracle_on_real_packets(real_frames: list[list[bytes]]) -> 
                 oracle_fields(payload)
             assert bits == 15  # aiortc always sends the long picture id
             assert descriptor_fields(memoryview(payload)) == fields
+            assert descriptor_fields(b"\x80\x60rtp" + payload, 5) == fields  # in a packet
             count += 1
     assert count > len(real_frames)  # multi-packet frames were exercised
 
@@ -150,6 +151,7 @@ def test_all_field_combinations_match_oracle() -> None:
         assert fields.picture_id_bits == (bits or 0)
         assert fields.is_keyframe_start == (start == 1 and pid == 0 and vp8_p == 0)
         assert isinstance(fields, Vp8Descriptor) and tuple(fields) == descriptor_fields(payload)
+        assert descriptor_fields(bytes(12) + payload, 12) == tuple(fields)
 
 
 def test_reserved_bits_are_ignored() -> None:
@@ -171,6 +173,7 @@ def test_truncated_descriptors_are_rejected() -> None:
         assert descriptor_fields(full) is not None
         for cut in range(len(full)):  # includes "descriptor but no VP8 data"
             assert descriptor_fields(full[:cut]) is None
+            assert descriptor_fields(bytes(12) + full[:cut], 12) is None
     assert descriptor_fields(b"") is None
     assert descriptor_fields(b"\x10") is None
 
