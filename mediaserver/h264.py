@@ -28,8 +28,9 @@ _FU_A = 28
 DEFAULT_PROFILE_LEVEL_ID = (0x42, 0xE0, 0x1F)
 
 
-def is_keyframe(payload: bytes | bytearray | memoryview) -> bool:
-    """True when this RTP payload carries an IDR slice or an SPS.
+def is_keyframe(payload: bytes | bytearray | memoryview, offset: int = 0) -> bool:
+    """True when this RTP payload (from ``offset``: the forwarding path passes the whole
+    packet rather than slice it) carries an IDR slice or an SPS.
 
     A receiver can start decoding at such a packet, so the SFU uses it to
     answer PLIs and to unmute a new subscriber. Handles single NAL units,
@@ -39,16 +40,16 @@ def is_keyframe(payload: bytes | bytearray | memoryview) -> bool:
     False.
     """
     n = len(payload)
-    if n < 1:
+    if n <= offset:
         return False
-    nal_type = payload[0] & 0x1F
+    nal_type = payload[offset] & 0x1F
     if nal_type == _FU_A:
-        if n < 2:
+        if n < offset + 2:
             return False
-        fu_header = payload[1]
+        fu_header = payload[offset + 1]
         return bool(fu_header & 0x80) and (fu_header & 0x1F) in (_NAL_IDR, _NAL_SPS)
     if nal_type == _STAP_A:
-        pos = 1
+        pos = offset + 1
         while pos + 2 < n:
             size = (payload[pos] << 8) | payload[pos + 1]
             pos += 2

@@ -22,16 +22,12 @@ if TYPE_CHECKING:
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
 
 
-def _h264_keyframe(data: bytes, offset: int) -> bool:
-    return h264.is_keyframe(memoryview(data)[offset:])
-
-
 def _always(data: bytes, offset: int) -> bool:
     return True
 
 
 # VP8 is not here: its descriptor is parsed in `receive`, which also needs the layer fields.
-KEYFRAME_DETECTORS: dict[str, Callable[[bytes, int], bool]] = {"video/h264": _h264_keyframe}
+KEYFRAME_DETECTORS: dict[str, Callable[[bytes, int], bool]] = {"video/h264": h264.is_keyframe}
 
 # Received packets kept per publisher stream to answer receivers' NACKs: ~2.5 s of 1.5 Mbps
 # video. One reference per received packet, shared by every receiver (each rebuilds its

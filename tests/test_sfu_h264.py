@@ -66,6 +66,7 @@ def test_real_packets_match_depayloader_oracle(h264_frames: list[list[bytes]]) -
             flags.append(is_keyframe(payload))
             assert flags[-1] == expected, (index, payload[:4].hex())
             assert is_keyframe(memoryview(payload)) == flags[-1]
+            assert is_keyframe(b"\x80\x66" + payload, 2) == flags[-1]
         decoded = decoder.decode(av.Packet(annexb))
         assert len(decoded) == 1
         if decoded[0].key_frame:
@@ -118,6 +119,7 @@ SEI = b"\x06\x05\x01\x80"
 ])
 def test_is_keyframe_hand_built(payload: bytes, expected: bool) -> None:
     assert is_keyframe(payload) is expected
+    assert is_keyframe(bytes(12) + payload, 12) is expected  # inside an RTP packet
 
 
 def test_profile_level_id_parsing() -> None:
