@@ -11,7 +11,6 @@ import struct
 
 __all__ = [
     "RTP_FIXED",
-    "SeqUnwrapper",
     "TimestampUnwrapper",
     "build_packet",
     "build_packet_with_head",
@@ -143,8 +142,8 @@ def build_packet_with_head(
 class _Unwrapper:
     """Extend wrapping RTP counters to a never-wrapping integer.
 
-    Loss detection, NACK bookkeeping and RFC 3550 statistics all need to order
-    packets across the wrap. Each new number is placed at the distance closest
+    (Sequence numbers are extended, and validated, by ``sequence_validator``.)
+    Each new number is placed at the distance closest
     to the highest number seen so far (within half the space, as RFC 3550 A.1
     assumes), so reordered and retransmitted packets map back to their original
     extended value. The result equals ``cycles * span + value``, the RFC 3550
@@ -177,13 +176,6 @@ class _Unwrapper:
         extended = highest + delta
         self._highest = extended
         return extended
-
-
-class SeqUnwrapper(_Unwrapper):
-    """16-bit RTP sequence numbers (called once per received packet)."""
-
-    __slots__ = ()
-    _MASK, _HALF, _SPAN = 0xFFFF, 0x8000, 0x10000
 
 
 class TimestampUnwrapper(_Unwrapper):

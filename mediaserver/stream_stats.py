@@ -51,7 +51,7 @@ class ReceiveStats:
     HOT PATH: :meth:`on_packet` runs for every received packet; it only does
     integer/float arithmetic on attributes.
 
-    Sequence numbers are the caller's extended ones (``rtp_header.SeqUnwrapper``),
+    Sequence numbers are the caller's extended ones (``SequenceValidator.extend``),
     so RFC 3550's cycle counting is not repeated here. Duplicates count as
     received, exactly as in A.3 (cumulative loss may therefore go negative).
     Jitter (A.8) is only updated by packets that advance the highest sequence

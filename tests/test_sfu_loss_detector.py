@@ -8,13 +8,16 @@ import pytest
 from aiortc.rtp import RtcpPacket, RtcpRtpfbPacket
 
 from mediaserver.loss_detector import LossDetector, build_nack, nack_fci
-from mediaserver.rtp_header import SeqUnwrapper
+from mediaserver.sequence_validator import SequenceValidator
 
 
 def feed(detector: LossDetector, seqs: list[int], now: float = 0.0) -> None:
-    unwrap = SeqUnwrapper().unwrap
+    """Through the producer's sequence validator, as in the server."""
+    sequence = SequenceValidator()
     for seq in seqs:
-        detector.on_packet(unwrap(seq), now)
+        seq_ext = sequence.extend(seq, now)
+        assert seq_ext is not None
+        detector.on_packet(seq_ext, now)
 
 
 def test_gap_is_nacked_right_away() -> None:
@@ -117,9 +120,7 @@ def test_wraparound_at_65535() -> None:
     feed(det, [65533, 65534, 1, 2])  # 65535 and 0 lost across the wrap
     assert det.due_nacks(0.0, 0.05) == [65535, 0]
     det2 = LossDetector()
-    unwrap = SeqUnwrapper().unwrap
-    for seq in (65534, 0, 65535, 2):
-        det2.on_packet(unwrap(seq), 0.0)
+    feed(det2, [65534, 0, 65535, 2])
     assert det2.due_nacks(0.0, 0.05) == [1]
     assert det2.missing == [65537]  # extended internally
 

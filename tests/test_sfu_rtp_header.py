@@ -14,7 +14,6 @@ from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpRrPacket, RtpPacket
 
 from mediaserver.rtp_header import (
     RTP_FIXED,
-    SeqUnwrapper,
     TimestampUnwrapper,
     build_packet,
     build_packet_with_head,
@@ -162,42 +161,6 @@ def test_build_packet_with_head() -> None:
     out = build_packet_with_head(96, 0, 5, 6, 7, b"\x90\x80\x81\x02",
                                  memoryview(b"\x90\x80\x00\x01vp8data")[4:])
     assert out == build_packet(96, 0, 5, 6, 7, b"\x90\x80\x81\x02vp8data")
-
-
-def test_seq_unwrapper_wraps_and_handles_reordering() -> None:
-    unwrap = SeqUnwrapper().unwrap
-    assert unwrap(65533) == 65533
-    assert unwrap(65535) == 65535
-    assert unwrap(1) == 65537           # wrapped forward
-    assert unwrap(65534) == 65534       # late packet from before the wrap
-    assert unwrap(0) == 65536           # late, after the wrap
-    assert unwrap(2) == 65538
-    # Go around many times in steps just under half the space.
-    value = 65538
-    seq = 2
-    for _ in range(10):
-        seq = (seq + 0x7FFF) & 0xFFFF
-        value += 0x7FFF
-        assert unwrap(seq) == value
-    # A step of more than half the space is interpreted as going backwards.
-    assert unwrap((seq + 0x8001) & 0xFFFF) == value - 0x7FFF
-
-
-def test_seq_unwrapper_exactly_half_the_space_counts_as_backwards() -> None:
-    unwrapper = SeqUnwrapper()
-    assert unwrapper.unwrap(0) == 0
-    assert unwrapper.unwrap(0x8000) == -0x8000
-    assert unwrapper.unwrap(0x7FFF) == 0x7FFF
-
-
-def test_seq_unwrapper_highest_only_grows() -> None:
-    unwrapper = SeqUnwrapper()
-    assert unwrapper.highest is None
-    unwrapper.unwrap(10)
-    unwrapper.unwrap(5)
-    assert unwrapper.highest == 10
-    assert unwrapper.unwrap(9) == 9  # relative to the highest, not the last
-    assert unwrapper.unwrap(3) == 3
 
 
 def test_timestamp_unwrapper() -> None:

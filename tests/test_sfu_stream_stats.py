@@ -7,7 +7,7 @@ import random
 import pytest
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket
 
-from mediaserver.rtp_header import SeqUnwrapper
+from mediaserver.sequence_validator import SequenceValidator
 from mediaserver.stream_stats import ReceiveStats, ReportBlock, SendStats
 
 
@@ -80,9 +80,9 @@ def test_jitter_matches_rfc_reference_and_survives_timestamp_wrap() -> None:
 
 def test_highest_sequence_counts_cycles() -> None:
     stats = ReceiveStats(90000)
-    unwrap = SeqUnwrapper().unwrap
+    sequence = SequenceValidator()
     for seq in (65534, 65535, 0, 1):
-        stats.on_packet(unwrap(seq), 0, 0.0)
+        stats.on_packet(sequence.extend(seq, 0.0), 0, 0.0)  # type: ignore[arg-type]
     block = stats.report_block(1, 0, 0)
     assert block.highest_sequence == (1 << 16) | 1
     assert block.packets_lost == 0

@@ -15,11 +15,8 @@ from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from mediaserver.rtp_header import (
-    SeqUnwrapper,
-    build_packet_with_head,
-    parse_header,
-)
+from mediaserver.rtp_header import build_packet_with_head, parse_header
+from mediaserver.sequence_validator import SequenceValidator
 from mediaserver.vp8 import (
     TemporalLayerFilter,
     Vp8Descriptor,
@@ -280,7 +277,7 @@ def forward(packets: list[Packet], filt: TemporalLayerFilter,
 
     ``on_packet`` maps an index in ``packets`` to a new ``max_tid`` applied before it.
     """
-    unwrapper = SeqUnwrapper()
+    sequence = SequenceValidator()
     out: list[Forwarded] = []
     for index, packet in enumerate(packets):
         if on_packet and index in on_packet:
@@ -288,7 +285,8 @@ def forward(packets: list[Packet], filt: TemporalLayerFilter,
         header = parse_header(packet.data)
         assert header is not None
         pt, marker, seq, ts, _ssrc, offset = header
-        seq_ext = unwrapper.unwrap(seq)
+        seq_ext = sequence.extend(seq, index / 100)
+        assert seq_ext is not None
         payload = memoryview(packet.data)[offset:]
         f = descriptor_fields(payload)
         assert f is not None
