@@ -45,10 +45,24 @@ typedef struct {
     unsigned long long errors;   /* srtp_protect or other sendto failures */
 } Target;
 
+/* fd is -1 from allocation on, not from __init__: Target.__new__(Target) alone must not
+ * own (and close on dealloc) fd 0, which a zeroed struct would claim. */
+static PyObject *
+Target_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Target *self = (Target *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->fd = -1;
+    return (PyObject *)self;
+}
+
 static int
 Target_init(Target *self, PyObject *args, PyObject *kwds)
 {
-    self->fd = -1;
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "Target() takes no arguments");
+        return -1;
+    }
     return 0;
 }
 
@@ -150,7 +164,7 @@ static PyTypeObject TargetType = {
     .tp_name = "mediaserver._fanout.Target",
     .tp_basicsize = sizeof(Target),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
+    .tp_new = Target_new,
     .tp_init = (initproc)Target_init,
     .tp_dealloc = (destructor)Target_dealloc,
     .tp_methods = Target_methods,
@@ -261,6 +275,7 @@ typedef struct {
     long long last_out_ts;
     long long packets;
     long long octets;
+    long long base_in_seq;   /* first input seq of the current re-base: older ones never go out */
     double last_out_at;
     int payload_type;
     char paused;
@@ -275,6 +290,7 @@ static PyMemberDef ConsumerState_members[] = {
     {"last_out_ts", T_LONGLONG, offsetof(ConsumerState, last_out_ts), 0, NULL},
     {"packets", T_LONGLONG, offsetof(ConsumerState, packets), 0, NULL},
     {"octets", T_LONGLONG, offsetof(ConsumerState, octets), 0, NULL},
+    {"base_in_seq", T_LONGLONG, offsetof(ConsumerState, base_in_seq), 0, NULL},
     {"last_out_at", T_DOUBLE, offsetof(ConsumerState, last_out_at), 0, NULL},
     {"payload_type", T_INT, offsetof(ConsumerState, payload_type), 0, NULL},
     {"paused", T_BOOL, offsetof(ConsumerState, paused), 0, NULL},
@@ -374,22 +390,30 @@ forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
         return 0;
     long long last_in = s->last_in_seq, ssrc = s->ssrc;
     int pt = s->payload_type;
-    if (last_in < 0 || seq_ext <= last_in - 3000 || pt < 0 || pt > 127 || ssrc < 0 ||
-        ssrc > 0xFFFFFFFFLL)
+    /* Packets from before the re-base (or too late to map to an unused index) go to
+     * Consumer.forward, which drops them: forwarded with the current offsets they would
+     * take an outgoing sequence number, hence an SRTP index, already used for another
+     * packet (nonce reuse). */
+    if (last_in < 0 || seq_ext < s->base_in_seq || seq_ext <= last_in - 3000 || pt < 0 ||
+        pt > 127 || ssrc < 0 || ssrc > 0xFFFFFFFFLL)
         return 0;
     if (12 + plen > MAX_PLAIN)
         return 0; /* Python raises for it, as before */
 
-    unsigned int out_seq = (unsigned int)((seq_ext + s->seq_offset) & 0xFFFF);
-    unsigned long out_ts = (unsigned long)((timestamp + s->ts_offset) & 0xFFFFFFFFLL);
+    /* Unsigned sums: the offsets are arbitrary Python ints, so a signed sum could overflow
+     * (undefined behaviour); only the low 16/32 bits matter. */
+    unsigned int out_seq =
+        (unsigned int)(((unsigned long long)seq_ext + (unsigned long long)s->seq_offset) & 0xFFFF);
+    unsigned long out_ts = (unsigned long)(
+        ((unsigned long long)timestamp + (unsigned long long)s->ts_offset) & 0xFFFFFFFFULL);
     if (seq_ext > last_in) {
         s->last_in_seq = seq_ext;
         s->last_out_seq = out_seq;
         s->last_out_ts = (long long)out_ts;
         s->last_out_at = now;
     }
-    s->packets++;
-    s->octets += plen;
+    s->packets = (long long)((unsigned long long)s->packets + 1);
+    s->octets = (long long)((unsigned long long)s->octets + (unsigned long long)plen);
 
     /* header + payload straight into the buffer libsrtp protects in place */
     Target *t = (Target *)native;

@@ -32,10 +32,10 @@ DEFAULT_RESEND_INTERVAL_S = 0.1
 
 
 class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
-    # The per-packet numbers (ssrc, payload_type, last_in_seq, last_out_seq, last_out_ts,
-    # last_out_at, seq_offset, ts_offset, packets, octets, paused) are ConsumerState's.
+    # The per-packet numbers (ssrc, payload_type, last_in_seq, base_in_seq, last_out_seq,
+    # last_out_ts, last_out_at, seq_offset, ts_offset, packets, octets, paused) are
+    # ConsumerState's.
     __slots__ = (
-        "base_in_seq",
         "bitrate_bps",
         "cache",
         "clock_rate",
@@ -124,6 +124,18 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
             producer.consumers.append(self)
             producer.want_keyframe(now)
 
+    def pause(self) -> None:
+        """Stop forwarding (video paused for bandwidth); audio consumers are never paused."""
+        self.paused = True
+
+    def resume(self, now: float) -> None:
+        """Forward again, starting at the next keyframe, without a sequence gap: the next
+        forwarded packet re-bases, and nothing from before it goes out (see forward)."""
+        self.paused = False
+        self.last_in_seq = -1
+        if self.producer is not None:
+            self.producer.want_keyframe(now)
+
     def forward(self, data: bytes, marker: int, seq_ext: int, timestamp: int, offset: int,
                 keyframe: bool, now: float) -> None:
         """Hot path: rewrite the header for this receiver and send; no await, no logging."""
@@ -154,8 +166,12 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
             self.ts_offset = self.last_out_ts + gap - timestamp
             self.base_in_seq = seq_ext
             self.waiting_keyframe = False
-        elif seq_ext <= self.last_in_seq - 3000:
-            return  # from before the re-base: would go out as a duplicate
+        elif seq_ext < self.base_in_seq or seq_ext <= self.last_in_seq - 3000:
+            # From before the re-base (a reordered packet or a retransmission that arrives
+            # after the keyframe), or too old: with the current offsets it would take an
+            # outgoing sequence number already used for another packet, i.e. encrypt
+            # different bytes under the same SRTP index (nonce reuse).
+            return
         out_seq = (seq_ext + self.seq_offset) & MASK16
         out_ts = (timestamp + self.ts_offset) & MASK32
         packet = build_packet(self.payload_type, marker, out_seq, out_ts, self.ssrc,

@@ -17,11 +17,13 @@ __all__ = ["ConsumerState"]
 class PyConsumerState:
     """Pure Python twin of the C ``ConsumerState`` (same attributes, same defaults)."""
 
-    __slots__ = ("last_in_seq", "last_out_at", "last_out_seq", "last_out_ts", "octets",
-                 "packets", "paused", "payload_type", "seq_offset", "ssrc", "ts_offset")
+    __slots__ = ("base_in_seq", "last_in_seq", "last_out_at", "last_out_seq", "last_out_ts",
+                 "octets", "packets", "paused", "payload_type", "seq_offset", "ssrc",
+                 "ts_offset")
 
     def __init__(self) -> None:
         self.last_in_seq = self.seq_offset = self.ts_offset = self.ssrc = 0
+        self.base_in_seq = 0
         self.last_out_seq = self.last_out_ts = self.packets = self.octets = 0
         self.payload_type = 0
         self.last_out_at = 0.0

@@ -377,11 +377,10 @@ class Router:
         for (source_id, kind), consumer in receiver.consumers.items():
             if kind != "video":
                 continue
-            consumer.paused = paused
-            if not paused:
-                consumer.last_in_seq = -1  # resume at a keyframe, without a sequence gap
-                if consumer.producer is not None:
-                    consumer.producer.want_keyframe(now)
+            if paused:
+                consumer.pause()
+            else:
+                consumer.resume(now)  # at a keyframe, without a sequence gap
             self.notify(source_id, {"type": "media.notice", "code": code, "message": text,
                                     "peer": receiver.id, "direction": "sending"})
         self.notify(receiver.id, {"type": "media.notice", "code": code, "message": text,

@@ -358,3 +358,19 @@ def test_calls_work_without_the_extension() -> None:
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
+
+
+def test_a_target_made_without_init_owns_no_descriptor() -> None:
+    """Target.__new__ alone (no __init__) must not claim fd 0 and close it when freed."""
+    r, w = os.pipe()
+    saved = os.dup(0)
+    try:
+        os.dup2(r, 0)
+        target = _fanout.Target.__new__(_fanout.Target)
+        assert target.fd == -1 and not target.valid
+        del target
+        os.fstat(0)  # still open
+    finally:
+        os.dup2(saved, 0)
+        for fd in (r, w, saved):
+            os.close(fd)
