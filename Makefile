@@ -31,11 +31,12 @@ fi
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint system-deps build-deps clean
+.PHONY: help run test test-fast lint system-deps build-deps clean
 
 help:
 	@echo "make run          serve the demo shop on http://127.0.0.1:8080 (data in ./var/)"
 	@echo "make test         run the test suite (PYTEST_ARGS='-k config' to filter)"
+	@echo "make test-fast    run the unit tests only (in-process, about a minute)"
 	@echo "make lint         ruff check"
 	@echo "make system-deps  install system packages the tests need (as root, apt-get)"
 	@echo "make clean        remove the virtualenv and caches (keeps ./var/)"
@@ -45,6 +46,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit set: in-process tests only (no server, browser or namespace), a minute or so.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

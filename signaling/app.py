@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import garments_api, http_api, reports_api
+from . import garments_api, http_api, reports_api, web_security
 from .auth import TokenIssuer, resolve_secret
 from .config import Settings
 from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
@@ -34,7 +34,11 @@ def create_app(
     media: MediaBackend | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    app = web.Application(middlewares=[http_api.json_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[web_security.cross_origin, http_api.json_errors],
+                          client_max_size=64 * 1024)
+    app[web_security.POLICY] = web_security.OriginPolicy(settings.http.allowed_origins,
+                                                         settings.server.public_url)
+    app.on_response_prepare.append(web_security.add_security_headers)
     storage = SQLiteStorage(settings.database.path, synchronous=settings.database.synchronous)
     metrics = SignalingMetrics()
     garments = garments_api.GarmentStore(settings.tryon)
@@ -68,6 +72,7 @@ def create_app(
 
     endpoint = SignalingEndpoint(
         switchboard=switchboard, issuer=issuer, metrics=metrics,
+        origins=app[web_security.POLICY],
         max_message_bytes=settings.limits.max_message_bytes,
         messages_per_second=settings.limits.messages_per_second,
         message_burst=settings.limits.message_burst,
@@ -81,8 +86,18 @@ def create_app(
     app.router.add_get("/healthz", http_api.healthz)
     app.router.add_get("/readyz", http_api.readyz)
     _add_web_client(app, settings.server.static_dir or WEB_CLIENT_DIR)
+    web_security.enable_preflight(app)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_close_connections)
     return app
+
+
+def create_metrics_app(app: web.Application) -> web.Application:
+    """/metrics alone, without a token, for a separate (private) listen address."""
+    metrics_app = web.Application()
+    metrics_app[METRICS] = app[METRICS]
+    metrics_app.router.add_get("/metrics", http_api.open_metrics)
+    return metrics_app
 
 
 def media_backend(settings: Settings, switchboard: Callable[[], Switchboard],
@@ -129,6 +144,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await switchboard.stop()
         await app[MEDIA].stop()
         await storage.close()
+
+
+async def _close_connections(app: web.Application) -> None:
+    """aiohttp's on_shutdown: WebSocket handlers must end before the cleanup runs."""
+    app[SWITCHBOARD].close_connections()
 
 
 def _add_web_client(app: web.Application, root: Path) -> None:

@@ -68,6 +68,9 @@ class ServerConfig(_Section):
     public_url: str | None = None
     # None: serve the bundled web_client package.
     static_dir: Path | None = None
+    # On SIGTERM: how long running calls may go on (clients are told to reconnect elsewhere)
+    # before they are ended as interrupted and the process exits.
+    shutdown_grace_s: float = Field(10.0, ge=0, le=3600)
 
     @field_validator("public_url")
     @classmethod
@@ -75,6 +78,40 @@ class ServerConfig(_Section):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/") if v else v
+
+
+class HttpConfig(_Section):
+    # The shops' own sites that embed the widget, as origins: "https://www.shop.example", or
+    # "https://*.shop.example" for every subdomain. They get CORS on the widget's files and
+    # the endpoints it calls, and may open shopper WebSockets. shopcall's own origin (the
+    # demo page, console and dashboard) is always allowed; every other one is refused.
+    allowed_origins: list[str] = []
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        from .web_security import normalise_origin
+
+        for origin in v:
+            if normalise_origin(origin) is None:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], "
+                                 "no path; *. for subdomains)")
+        return v
+
+
+class MetricsConfig(_Section):
+    # /metrics on the main address needs an operator token (Prometheus: `authorization:
+    # {credentials: <token>}` in the scrape config). A separate listen address (a private
+    # network, loopback) serves it without one; port 0 picks a free port.
+    host: str | None = None
+    port: int | None = Field(None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> MetricsConfig:
+        if (self.host is None) != (self.port is None):
+            raise ConfigIssues([("port" if self.port is None else "host",
+                                 "set metrics.host and metrics.port together")])
+        return self
 
 
 class DatabaseConfig(_Section):
@@ -256,6 +293,8 @@ class Settings(BaseSettings):
     )
 
     server: ServerConfig = ServerConfig()
+    http: HttpConfig = HttpConfig()
+    metrics: MetricsConfig = MetricsConfig()
     database: DatabaseConfig = DatabaseConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()

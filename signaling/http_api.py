@@ -44,6 +44,7 @@ STATUS_OF = {
     ErrorCode.EXPIRED_TOKEN: 401, ErrorCode.FORBIDDEN: 403, ErrorCode.NOT_FOUND: 404,
     ErrorCode.INVALID_STATE: 409, ErrorCode.MEDIA_UNAVAILABLE: 503,
     ErrorCode.NEGOTIATION_FAILED: 400, ErrorCode.STORAGE_FAILED: 503,
+    ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.TRYON_UNAVAILABLE: 409, ErrorCode.UNKNOWN_GARMENT: 404,
     ErrorCode.INVALID_GARMENT: 400,
@@ -281,9 +282,8 @@ async def report_outcome(request: web.Request) -> web.Response:
     if who.role is Role.STAFF and conv.staff_id != who.subject and not any(
             e.kind == EventKind.ACCEPTED and e.actor == actor
             for e in await storage.list_events(cid)):
-        raise ProtocolError(ErrorCode.FORBIDDEN,
-                            "only a staff member who handled this conversation can record "
-                            "its outcome")
+        # Only staff who handled it; to others it does not exist (ids cannot be probed).
+        raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {cid!r}")
     if body.order_placed and body.order_value is not None and body.currency is None:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "currency: needed with order_value")
     if not body.order_placed and body.order_value:
@@ -392,6 +392,13 @@ async def media_sessions(request: web.Request) -> web.Response:
 
 # Operations ------------------------------------------------------------------------------
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics (per-store staff online, queue lengths): operators only here; a
+    separate listen address ([metrics] host/port) serves them without a token."""
+    principal(request, Role.OPERATOR)
+    return open_metrics(request)
+
+
+def open_metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -401,6 +408,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[SWITCHBOARD].draining:  # load balancers: send new work elsewhere
+        return web.json_response({"status": "draining"}, status=503)
     try:
         await request.app[STORAGE].schema_version()
     except Exception as exc:

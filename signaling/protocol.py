@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_GARMENT = "unknown_garment"
     INVALID_GARMENT = "invalid_garment"
     STORAGE_FAILED = "storage_failed"
+    SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -313,6 +314,7 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "media.offer", "media.answer", "media.notice", "media.layer", "media.sources",
     "tryon.state",
     "async.answered",
+    "server.shutdown",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -11,10 +12,12 @@ from collections.abc import Callable
 import uvloop
 from aiohttp import web
 
-from .app import create_app
+from .app import create_app, create_metrics_app
 from .auth import TokenIssuer, resolve_secret
 from .config import Settings
+from .keys import SWITCHBOARD
 from .model import Role
+from .shutdown import drain
 
 log = logging.getLogger("shopcall")
 
@@ -34,10 +37,22 @@ async def _serve(settings: Settings, banner: Callable[[str], None], demo: bool) 
     await site.start()
     host, port = runner.addresses[0][:2]
     base = settings.server.public_url or f"http://{host}:{port}"
+    runners = [runner]
+    metrics_line = None
+    if settings.metrics.host is not None:
+        metrics_runner = web.AppRunner(create_metrics_app(app), access_log=None,
+                                       handle_signals=False)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, settings.metrics.host, settings.metrics.port).start()
+        runners.insert(0, metrics_runner)
+        m_host, m_port = metrics_runner.addresses[0][:2]
+        metrics_line = f"  metrics:       http://{m_host}:{m_port}/metrics (no token)"
     # Tests and scripts read the first line to learn the port when started with --port 0.
     banner(f"shopcall listening on {base}")
     banner(f"  shopper page:  {base}/")
     banner(f"  staff console: {base}/staff")
+    if metrics_line:
+        banner(metrics_line)
     banner(f"  dashboard:     {base}/dashboard")
     if demo:
         issuer = TokenIssuer(resolve_secret(settings))
@@ -55,6 +70,14 @@ async def _serve(settings: Settings, banner: Callable[[str], None], demo: bool) 
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        log.info("shutting down (grace period %.0f s)", settings.server.shutdown_grace_s)
+        draining = asyncio.ensure_future(drain(app[SWITCHBOARD],
+                                               settings.server.shutdown_grace_s))
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: stop waiting
+            loop.add_signal_handler(sig, draining.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await draining
     finally:
-        log.info("shutting down")
-        await runner.cleanup()
+        for r in runners:
+            await r.cleanup()
+        log.info("stopped")

@@ -202,9 +202,10 @@ class _Writer(threading.Thread):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            restrict_file_modes(self._path)
         except OSError as exc:
-            raise StorageError(f"cannot create the directory of {self._path}: {exc}") from exc
+            raise StorageError(f"cannot create {self._path}: {exc}") from exc
         try:
             conn = sqlite3.connect(self._path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -597,6 +598,11 @@ class SQLiteStorage:
 
         await self._write("upsert_call", op)
 
+    async def list_open_calls(self) -> list[Call]:
+        rows = await self._read("list_open_calls", _query(
+            "SELECT * FROM calls WHERE ended_at IS NULL ORDER BY proposed_at, rowid"))
+        return [_call(row) for row in rows]
+
     async def list_calls(self, conversation_id: str) -> list[Call]:
         rows = await self._read("list_calls", _query(
             "SELECT * FROM calls WHERE conversation_id = ? ORDER BY proposed_at, rowid",
@@ -750,6 +756,24 @@ async def migrate(path: str | os.PathLike[str]) -> int:
 
 
 # Row mapping ----------------------------------------------------------------------------
+
+
+def restrict_file_modes(path: Path) -> None:
+    """The database holds chats and shoppers' contact details: owner-only (0600).
+
+    Created here with that mode rather than by sqlite3.connect under the process umask
+    (0644 by default); SQLite gives its -wal and -shm files the database file's mode.
+    Files left readable by an older version are tightened.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.chmod(0o600)
 
 
 def _query(sql: str, params: Sequence[Any] = ()) -> Op[list[sqlite3.Row]]:

@@ -106,6 +106,9 @@ class Storage(Protocol):
 
     async def list_calls(self, conversation_id: str) -> list[Call]: ...
 
+    async def list_open_calls(self) -> list[Call]:
+        """Calls without an end: running now, or left open by a process that died."""
+
     async def record_call_quality(self, call_id: str, quality: CallQuality, at: float) -> None:
         """Keep what the media server measured over a call (once, when it ends); a second
         record for the same call replaces the first."""

@@ -123,6 +123,10 @@ def actor_of(principal: Principal) -> str:
     return f"{principal.role.value}:{principal.subject}"
 
 
+# What a draining server refuses: everything that would start something new.
+_NEW_WORK = frozenset({"conversation.open", "call.propose", "call.invite", "call.join"})
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(12)}"
 
@@ -165,6 +169,8 @@ class Switchboard:
         self._pending: set[asyncio.Future[Any]] = set()
         self._queue_dirty = False
         self._ticker: asyncio.Task[None] | None = None
+        # Set on SIGTERM: no new connections, conversations or calls (see shutdown.py).
+        self.draining = False
         self._handlers: dict[str, Callable[[Connection, Any], Awaitable[dict[str, Any]]]] = {
             "presence.set": self._on_presence_set,
             "queue.list": self._on_queue_list,
@@ -215,21 +221,85 @@ class Switchboard:
                 conv.queued_at = conv.queued_at or conv.opened_at
                 self._enqueue(conv, now)
                 self._write(self.storage.update_conversation(self._snapshot(conv), []))
+        await self._close_interrupted_calls()
         self.media.bind(self.notify_participant)
         await self._settle()
         self._update_gauges()
         self._ticker = asyncio.create_task(self._tick_loop(), name="switchboard-ticker")
+
+    async def _close_interrupted_calls(self) -> None:
+        """Calls a previous process left open (it crashed, or was killed) are over: media
+        died with it. Each ends as `interrupted` at its last sign of life (its latest event
+        or message), not at this restart, so call durations are not inflated by downtime."""
+        for call in await self.storage.list_open_calls():
+            conv_id = call.conversation_id
+            last = max([call.started_at or call.proposed_at]
+                       + [e.at for e in await self.storage.list_events(conv_id)]
+                       + [m.at for m in await self.storage.list_messages(conv_id)])
+            call.ended_at = last
+            duration = None if call.started_at is None else round(last - call.started_at, 3)
+            self._write(self.storage.upsert_call(call, [ConversationEvent(
+                conv_id, EventKind.CALL_ENDED, last, "system",
+                {"call_id": call.id, "reason": "interrupted", "duration_s": duration})]))
+            log.info("call %s: left open by the previous process, closed as interrupted",
+                     call.id)
+
+    # Graceful shutdown (see shutdown.py) ---------------------------------------------------
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Take no new work; tell every client, and let go of those not in a running call
+        (they reconnect, to another node when there is one). Calls not yet answered end."""
+        self.draining = True
+        now = self.clock()
+        for call in list(self._calls.values()):
+            conv = self.conversations.get(call.conversation_id)
+            if call.started_at is None and conv is not None:
+                self._end_call(conv, now, reason="server_shutdown")
+        notice = {"type": "server.shutdown", "reason": "restart", "grace_s": grace_s}
+        for conn in list(self._attached.values()):
+            conn.send(notice)
+        self.release_idle_connections()
+
+    def release_idle_connections(self) -> None:
+        """Close (1001) every connection whose owner is in no running call."""
+        busy = self._call_parties()
+        for conn in list(self._attached.values()):
+            if actor_of(conn.principal) not in busy:
+                conn.close(1001, "server shutting down")
+
+    def running_calls(self) -> int:
+        return sum(1 for call in self._calls.values() if call.started_at is not None)
+
+    def end_calls(self, reason: str) -> None:
+        now = self.clock()
+        for call in list(self._calls.values()):
+            conv = self.conversations.get(call.conversation_id)
+            if conv is not None:
+                self._end_call(conv, now, reason=reason)
+
+    def _call_parties(self) -> set[str]:
+        parties: set[str] = set()
+        for call in self._calls.values():
+            conv = self.conversations.get(call.conversation_id)
+            if conv is None:
+                continue
+            parties.add(f"{Role.SHOPPER.value}:{conv.shopper_id}")
+            if conv.staff_id:
+                parties.add(f"{Role.STAFF.value}:{conv.staff_id}")
+            parties.update(f"{Role.STAFF.value}:{s}" for s in self._guests.get(call.id, ()))
+        return parties
 
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        for conn in [*self._staff_conns.values()] + [
-            c for conns in self.shoppers.values() for c in conns.values()
-        ]:
-            conn.close(1001, "server shutting down")
+        self.close_connections()
         await self._settle(strict=False)
+
+    def close_connections(self) -> None:
+        """Close every client connection with 1001 (going away)."""
+        for conn in list(self._attached.values()):
+            conn.close(1001, "server shutting down")
 
     def add_store(self, store: Store) -> None:
         self.stores[store.id] = store
@@ -351,6 +421,9 @@ class Switchboard:
         handler = self._handlers.get(msg.type)
         if handler is None:
             raise ProtocolError(ErrorCode.INVALID_STATE, f"{msg.type} is not valid now")
+        if self.draining and msg.type in _NEW_WORK:
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN,
+                                "this server is restarting: try again in a few seconds")
         result = await handler(conn, msg)
         await self._settle()
         return result

@@ -15,10 +15,11 @@ import secrets
 import time
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 
 from .auth import Principal, TokenError, TokenIssuer
 from .metrics import SignalingMetrics
+from .model import Role
 from .protocol import (
     INBOUND,
     PROTOCOL_VERSION,
@@ -30,6 +31,7 @@ from .protocol import (
 )
 from .rate_limit import TokenBucket
 from .switchboard import Switchboard
+from .web_security import OriginPolicy, origin_refused
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,14 @@ _ANONYMOUS = Principal(role=None, subject="", expires_at=0.0)  # type: ignore[ar
 class WsConnection:
     """A signalling connection: `send` never blocks, `close` never raises."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse,
+                 transport: asyncio.BaseTransport | None = None) -> None:
         self.conn_id = "ws_" + secrets.token_urlsafe(9)
         self.principal: Principal = _ANONYMOUS
         self._ws = ws
+        self._transport = transport
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._closing = False
+        self._closing = self._aborted = False
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.conn_id}")
 
     def send(self, message: dict[str, Any]) -> None:
@@ -57,9 +61,19 @@ class WsConnection:
             return
         if self._out.qsize() >= MAX_OUTBOUND_QUEUE:
             log.warning("%s: client does not read its messages, closing", self.conn_id)
-            self.close(1013, "too many unread messages")
+            self.abort()
             return
         self._out.put_nowait(message)
+
+    def abort(self) -> None:
+        """Drop a client that stopped reading, now: a close frame would wait behind the
+        blocked writer (until TCP gives up, ~30 s) while its messages pile up in memory."""
+        self._closing = self._aborted = True
+        while not self._out.empty():
+            self._out.get_nowait()
+        self._writer.cancel()
+        if self._transport is not None:
+            self._transport.abort()  # the reader loop ends and the switchboard detaches
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closing:
@@ -74,43 +88,61 @@ class WsConnection:
                 await self._ws.send_str(json.dumps(message, separators=(",", ":")))
         except (ConnectionError, RuntimeError):
             pass  # the peer is gone; the reader side notices and cleans up
+        except asyncio.CancelledError:
+            return  # aborted: there is nobody to say goodbye to
         finally:
-            if self._closing:
+            if self._closing and not self._aborted:
                 code, reason = self._close_args
                 with contextlib.suppress(Exception):
                     await self._ws.close(code=code, message=reason.encode()[:120])
 
     async def aclose(self) -> None:
         self.close(1000, "")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer, 2.0)
+        # asyncio.wait, not wait_for: it neither raises nor cancels when the writer was
+        # aborted (cancelled) already.
+        await asyncio.wait({self._writer}, timeout=2.0)
         if not self._writer.done():
             self._writer.cancel()
 
 
 class SignalingEndpoint:
     def __init__(self, *, switchboard: Switchboard, issuer: TokenIssuer,
-                 metrics: SignalingMetrics, max_message_bytes: int,
+                 metrics: SignalingMetrics, origins: OriginPolicy, max_message_bytes: int,
                  messages_per_second: float, message_burst: float,
                  heartbeat_interval_s: float) -> None:
         self.switchboard = switchboard
         self.issuer = issuer
         self.metrics = metrics
+        self.origins = origins
         self.max_message_bytes = max_message_bytes
         self.rate = messages_per_second
         self.burst = message_burst
         self.heartbeat_interval_s = heartbeat_interval_s
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        # Browsers send Origin with every WebSocket handshake (WebSockets are not subject to
+        # CORS, so this check is the only thing that keeps other sites' pages out). Shops'
+        # sites may open shopper connections; staff and operators only from our own pages,
+        # which is checked at hello, once the role is known.
+        if self.switchboard.draining:
+            return web.json_response(
+                {"error": {"code": ErrorCode.SHUTTING_DOWN.value,
+                           "message": "this server is restarting: connect again shortly"}},
+                status=503, headers={"Retry-After": "2"})
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None and not self.origins.admits(origin, request, embeddable=True):
+            self.metrics.protocol_errors.labels("origin_refused").inc()
+            return origin_refused()
         # aiohttp's own limit is a backstop far above ours: frames between the two get a
         # `message_too_large` reply and the connection goes on.
         ws = web.WebSocketResponse(max_msg_size=max(1 << 20, 8 * self.max_message_bytes),
                                    heartbeat=max(5.0, 2 * self.heartbeat_interval_s))
         await ws.prepare(request)
-        conn = WsConnection(ws)
+        conn = WsConnection(ws, request.transport)
         bucket = TokenBucket(self.rate, self.burst)
         strikes = TokenBucket(self.rate, MAX_RATE_STRIKES)
         state = _ConnState()
+        state.own_origin = origin is None or self.origins.is_own(origin, request)
         loop = asyncio.get_running_loop()
         hello_timer = loop.call_later(HELLO_TIMEOUT_S, self._hello_timeout, conn, state)
         try:
@@ -185,6 +217,13 @@ class SignalingEndpoint:
             principal = self.issuer.verify(msg.token)
         except TokenError as exc:
             raise ProtocolError(ErrorCode(exc.code), str(exc)) from None
+        if principal.role is not Role.SHOPPER and not state.own_origin:
+            reason = "staff and operators connect from shopcall's own pages"
+            refused = ProtocolError(ErrorCode.FORBIDDEN, reason)
+            refused.request_id = msg.id
+            self._reply_error(conn, refused)
+            conn.close(4403, reason)
+            return
         conn.principal = principal
         payload = await self.switchboard.attach(conn)
         state.attached = True
@@ -200,7 +239,8 @@ class SignalingEndpoint:
 
 
 class _ConnState:
-    __slots__ = ("attached",)
+    __slots__ = ("attached", "own_origin")
 
     def __init__(self) -> None:
         self.attached = False
+        self.own_origin = True

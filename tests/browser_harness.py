@@ -280,13 +280,92 @@ def page_errors(console: list[str]) -> list[str]:
     return [line for line in console if "pageerror" in line]
 
 
+def shop_csp(shopcall: str) -> str:
+    """The Content-Security-Policy of a strict shop page embedding the widget: exactly what
+    the README tells shops to allow for shopcall (`shopcall` is its origin)."""
+    ws = shopcall.replace("http://", "ws://").replace("https://", "wss://")
+    return (f"default-src 'self'; script-src 'self' {shopcall}; style-src 'self' {shopcall}; "
+            f"connect-src 'self' {shopcall} {ws}; img-src 'self' data: {shopcall}; "
+            "media-src 'self' blob:; frame-ancestors 'self'")
+
+
+class ShopSite:
+    """The shop's own web site, on another origin than shopcall (127.0.0.2, its own port):
+    its product page embeds the widget with the documented script tag and sends a strict
+    CSP, as a real shop's site does. Pages: /shop.html, /plain.html (the widget alone)."""
+
+    HOST = "127.0.0.2"
+
+    def __init__(self, host: str = HOST) -> None:
+        import http.server
+        import threading
+
+        self.pages: dict[str, bytes] = {}
+        self.csp = ""
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = site.pages.get(self.path.split("?")[0])
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                kind = "text/css" if self.path.endswith(".css") else "text/html; charset=utf-8"
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                if site.csp and kind.startswith("text/html"):
+                    self.send_header("Content-Security-Policy", site.csp)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.origin = f"http://{host}:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return self.origin + "/shop.html"
+
+    def embed(self, shopcall: str) -> None:
+        """Serve the demo product page as the shop would: its own CSS from its own site, the
+        widget's tag pointing at shopcall."""
+        web = ROOT / "web_client"
+        html = (web / "shop.html").read_text()
+        html = html.replace('href="/static/shop.css"', 'href="/shop.css"')
+        html = html.replace('src="/static/widget.js"', f'src="{shopcall}/static/widget.js"')
+        assert f"{shopcall}/static/widget.js" in html
+        self.pages["/shop.html"] = html.encode()
+        self.pages["/shop.css"] = (web / "shop.css").read_bytes()
+        self.csp = shop_csp(shopcall)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @contextmanager
 def browser_server(workdir: Path, **overrides: Any) -> Iterator[ServerProcess]:
-    """A server for browsers: the production frame limit (a browser's SDP offer is 5-8 kB;
-    the harness's 4096-byte default is for protocol tests)."""
+    """A server for browsers, and the shop's site on another origin that embeds its widget
+    (`server.shop_url`); the production frame limit (a browser's SDP offer is 5-8 kB; the
+    harness's 4096-byte default is for protocol tests)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(workdir, **{"max_message_bytes": 65536, **overrides})
-    server.start()
+    site = ShopSite()
+    server = ServerProcess(workdir, **{"max_message_bytes": 65536,
+                                       "allowed_origins": json.dumps([site.origin]),
+                                       **overrides})
+    try:
+        server.start()
+    except BaseException:
+        site.close()
+        raise
+    site.embed(server.base_url)
+    server.shop_url = site.url  # type: ignore[attr-defined]
+    server.shop_site = site  # type: ignore[attr-defined]
     try:
         yield server
     except BaseException:
@@ -302,6 +381,7 @@ def browser_server(workdir: Path, **overrides: Any) -> Iterator[ServerProcess]:
         raise
     finally:
         server.stop()
+        site.close()
 
 
 def dump_failure(name: str, contexts: list[Any], console: list[str]) -> None:

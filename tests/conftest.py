@@ -12,6 +12,38 @@ from signaling.model import Role
 
 from .harness import ServerProcess, WsClient, http
 
+KINDS = ("unit", "integration", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test is exactly one of unit, integration or browser (a test module is one kind:
+    its `pytestmark`). `make test-fast` runs the unit set."""
+    wrong = [f"{item.nodeid}: {kinds or 'none'}" for item in items
+             if len(kinds := sorted({m.name for m in item.iter_markers()} & set(KINDS))) != 1]
+    if wrong:
+        raise pytest.UsageError("each test needs exactly one of the markers unit, integration "
+                                "or browser:\n  " + "\n  ".join(wrong))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request: pytest.FixtureRequest,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test starts no process (no server, no browser, no tool): if it needs one, it
+    is an integration test. Enforced, so the fast set stays fast and honest."""
+    marker = next((m.name for m in request.node.iter_markers() if m.name in KINDS), None)
+    if marker != "unit":
+        return
+    import asyncio
+    import subprocess
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{request.node.nodeid} is marked unit but starts a process")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", refuse)
+    monkeypatch.setattr(asyncio, "create_subprocess_shell", refuse)
+
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:

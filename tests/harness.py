@@ -28,6 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A small shop: two stores, staff with different skills, languages and capacities.
 BASE_CONFIG = """
+[server]
+shutdown_grace_s = {shutdown_grace_s}
+
+[http]
+allowed_origins = {allowed_origins}
+
 [media]
 backend = "{media_backend}"
 announced_addresses = ["127.0.0.1"]
@@ -94,12 +100,15 @@ options = [
   {{ id = "gtr", label = "A guitar", skill = "guitars" }},
   {{ id = "pno", label = "A piano", skill = "pianos" }},
 ]
+
+{extra_config}
 """
 
 DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s": 30.0,
             "grace_s": 1.0, "max_message_bytes": 4096, "messages_per_second": 50,
             "message_burst": 100, "paris_overflow": "true",
-            "media_backend": "sfu"}
+            "media_backend": "sfu", "shutdown_grace_s": 1.0, "allowed_origins": "[]",
+            "extra_config": ""}
 
 
 class ServerProcess:
@@ -113,6 +122,8 @@ class ServerProcess:
         self.issuer = TokenIssuer(SECRET)
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
+        self.metrics_url = ""  # with a separate [metrics] address
+        self.banner: list[str] = []
         self.log = workdir / "server.log"
 
     def start(self, timeout: float = 20.0) -> None:
@@ -124,13 +135,19 @@ class ServerProcess:
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
+        self.banner = []
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
+            self.banner.append(line.rstrip())
             match = re.search(r"listening on (http://\S+)", line)
             if match:
                 self.base_url = match.group(1)
+            match = re.search(r"metrics: +(http://\S+)", line)
+            if match:
+                self.metrics_url = match.group(1)
+            if "dashboard:" in line:  # the banner's last line
                 return
         self.stop()
         raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
@@ -319,3 +336,11 @@ async def http(method: str, url: str, token: str | None = None, json_body: Any =
             return resp.status, json.loads(text)
         except ValueError:
             return resp.status, text
+
+
+async def scrape(server: ServerProcess) -> str:
+    """/metrics as Prometheus scrapes it: with an operator token."""
+    status, text = await http("GET", server.base_url + "/metrics",
+                              server.token(Role.OPERATOR, "prometheus"))
+    assert status == 200, text
+    return text

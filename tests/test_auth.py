@@ -24,6 +24,8 @@ from signaling.auth import (
 from signaling.config import ConfigError, load_settings
 from signaling.model import Role
 
+pytestmark = pytest.mark.unit
+
 SECRET = "0123456789abcdef0123456789abcdef"
 
 

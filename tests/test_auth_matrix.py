@@ -31,6 +31,8 @@ from signaling.protocol import INBOUND, parse_inbound
 
 from .harness import SECRET, ServerProcess, WsClient, http, seeded_server
 
+pytestmark = pytest.mark.integration
+
 OTHER_SECRET = "another-secret-of-at-least-32-bytes-long!!"
 SHOPPER_A, SHOPPER_B, SHOPPER_C = "shp_alpha", "shp_beta", "shp_gamma"
 SECRET_LINE = "my card ends in 4242, do not tell anyone"

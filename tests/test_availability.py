@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from signaling.availability import Availability, compute_availability
 from signaling.model import Channel, ConversationContext, Presence, StaffMember
 from signaling.routing import Candidate
+
+pytestmark = pytest.mark.unit
 
 ALL = frozenset(Channel)
 CHAT_ONLY = frozenset({Channel.CHAT})

@@ -19,6 +19,8 @@ from mediaserver.bandwidth import (
     session_share,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_loss_cuts_the_estimate_and_low_loss_grows_it() -> None:
     e = BandwidthEstimate(1_000_000)

@@ -24,6 +24,8 @@ from signaling.model import Role
 
 from .harness import SECRET, ServerProcess, http
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("sessions_over_time.png", "join_times.png", "server_cpu_memory.png",

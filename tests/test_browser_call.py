@@ -45,6 +45,8 @@ from .browser_harness import (
 )
 from .harness import ServerProcess
 
+pytestmark = pytest.mark.browser
+
 INSIDE = "SHOPCALL_BROWSER_CALL_INSIDE"
 INNER_TESTS = 6
 
@@ -149,7 +151,7 @@ def start_video_call(server: ServerProcess, shopper_ctx: Any, staff_ctx: Any) ->
     expect(staff.locator("#presence")).to_have_attribute("data-status", "online")
 
     shopper = shopper_ctx.new_page()
-    shopper.goto(server.base_url + "/")
+    shopper.goto(server.shop_url)
     shopper.get_by_role("button", name="Ask a guitar expert").click()
     widget = shopper.locator("#shopcall-widget")
     widget.locator(".channels").get_by_role("button", name="Start a chat").click()
@@ -531,7 +533,7 @@ def test_phone_screen_keyboard_and_labels(tmp_path: Path, contexts: Contexts, ca
         expect(staff.locator("#presence")).to_have_attribute("data-status", "online")
 
         shopper = contexts.open(shopper_browser, "phone", **PHONE).new_page()
-        shopper.goto(server.base_url + "/")
+        shopper.goto(server.shop_url)
         widget = shopper.locator("#shopcall-widget")
         check_phone_screen(shopper, "shop page")
         snap(shopper, "phone-shop")
@@ -610,7 +612,7 @@ def test_staff_console_controls_are_labelled(tmp_path: Path, contexts: Contexts,
         expect(page.locator("#presence")).to_have_attribute("data-status", "online")
 
         shopper = contexts.open(staff_browser, "shopper").new_page()
-        shopper.goto(server.base_url + "/")
+        shopper.goto(server.shop_url)
         shopper.get_by_role("button", name="Ask a guitar expert").click()
         shopper.locator("#shopcall-widget .channels").get_by_role(
             "button", name="Start a chat").click()

@@ -27,6 +27,8 @@ from .browser_harness import (
 )
 from .test_browser_call import Contexts, start_video_call
 
+pytestmark = pytest.mark.browser
+
 INSIDE = "SHOPCALL_BROWSER_COLLEAGUE_INSIDE"
 # Remote video tiles of a page that decode frames.
 LIVE_TILES = """

@@ -40,6 +40,8 @@ from .browser_harness import (
 )
 from .harness import ServerProcess
 
+pytestmark = pytest.mark.browser
+
 INSIDE = "SHOPCALL_BROWSER_E2E_INSIDE"
 
 
@@ -113,7 +115,7 @@ def _chat_call_and_rate(server: ServerProcess, staff_ctx: Any, shopper_ctx: Any,
     shopper = shopper_ctx.new_page()
     shopper.on("console", lambda m: console.append(f"shopper {m.type}: {m.text}"))
     shopper.on("pageerror", lambda e: console.append(f"shopper pageerror: {e}"))
-    shopper.goto(server.base_url + "/")
+    shopper.goto(server.shop_url)
     shopper.get_by_role("button", name="Ask a guitar expert").click()
     widget = shopper.locator("#shopcall-widget")
     channels = widget.locator(".channels")

@@ -35,6 +35,8 @@ from .browser_harness import (
 )
 from .harness import ServerProcess
 
+pytestmark = pytest.mark.browser
+
 INSIDE = "SHOPCALL_BROWSER_FLOWS_INSIDE"
 INNER_TESTS = 4
 CHANNEL_BUTTONS = {"chat": "Start a chat", "video": "Video call", "audio": "Audio call"}
@@ -111,7 +113,7 @@ def people(browser: Any, request: pytest.FixtureRequest) -> Iterator[People]:
 
 def open_widget(page: Any, server: ServerProcess) -> Any:
     """The demo shop page with the widget opened from the product's call to action."""
-    page.goto(server.base_url + "/")
+    page.goto(server.shop_url)
     page.get_by_role("button", name="Ask a guitar expert").click()
     return page.locator("#shopcall-widget")
 
@@ -329,7 +331,7 @@ def test_async_message_answered_and_seen_on_return(tmp_path: Path, people: Peopl
 
         # The shopper returns: same browser storage, so the same token finds the answer.
         back = shopper_ctx.new_page()
-        back.goto(server.base_url + "/")
+        back.goto(server.shop_url)
         launcher = back.locator("#shopcall-widget").get_by_role(
             "button", name=re.compile("1 new message"))
         expect(launcher).to_be_visible()

@@ -33,6 +33,8 @@ from .browser_harness import (
 )
 from .test_browser_call import Contexts, start_video_call
 
+pytestmark = pytest.mark.browser
+
 INSIDE = "SHOPCALL_BROWSER_ICE_INSIDE"
 CUT_UDP = ("nft add table inet cut && "
            "nft add chain inet cut out '{ type filter hook output priority 0; }' && "

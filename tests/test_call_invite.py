@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from mediaserver.aiortc_adapter import use_host_addresses
 from signaling.model import Role
 
 from .harness import ServerProcess, WsClient, http
 from .media_peers import MediaPeer, colour_close
 from .test_tryon_signalling import join, video_call
+
+pytestmark = pytest.mark.integration
 
 RED, BLUE, GREEN = (0, 0, 255), (255, 0, 0), (0, 200, 0)
 

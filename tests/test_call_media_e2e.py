@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mediaserver.aiortc_adapter import use_host_addresses
 from signaling.model import Role
 
 from .conftest import accepted_conversation
-from .harness import http
+from .harness import http, scrape
 from .media_peers import MediaPeer, colour_close
 from .test_metrics_and_openapi import samples, value
+
+pytestmark = pytest.mark.integration
 
 RED, BLUE = (0, 0, 255), (255, 0, 0)
 
@@ -59,7 +63,7 @@ async def test_escalated_video_call_carries_media_both_ways(server, connect):
             await asyncio.sleep(0.2)
         assert all(r["bitrate_bps"] > 0 for r in staff_view["receiving"]), staff_view
 
-        m = samples((await http("GET", server.base_url + "/metrics"))[1])
+        m = samples(await scrape(server))
         assert value(m, "shopcall_sfu_media_sessions") == 1
         assert value(m, "shopcall_sfu_participants") == 2
         during = value(m, "shopcall_sfu_forwarded_packets_total")
@@ -69,7 +73,7 @@ async def test_escalated_video_call_carries_media_both_ways(server, connect):
             if value(m, "shopcall_sfu_rembs_sent_total") >= 1:
                 break
             await asyncio.sleep(0.1)
-            m = samples((await http("GET", server.base_url + "/metrics"))[1])
+            m = samples(await scrape(server))
         assert value(m, "shopcall_sfu_rembs_sent_total") >= 1
 
         await shopper.ok("call.end", call_id=call_id)
@@ -81,7 +85,7 @@ async def test_escalated_video_call_carries_media_both_ways(server, connect):
                 break
             await asyncio.sleep(0.1)
         assert sessions["media_sessions"] == []
-        m = samples((await http("GET", server.base_url + "/metrics"))[1])
+        m = samples(await scrape(server))
         assert value(m, "shopcall_sfu_media_sessions") == 0
         assert value(m, "shopcall_sfu_forwarded_packets_total") >= during  # never goes down
     finally:

@@ -9,8 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from signaling.auth import TokenIssuer
 from signaling.model import Role, StaffMember
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "cli-test-secret-cli-test-secret-0123"

@@ -16,6 +16,8 @@ from signaling.config import (
 from signaling.model import Channel
 from signaling.qualification import QuestionSet
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

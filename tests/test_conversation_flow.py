@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from signaling.model import Role
 
 from .conftest import accepted_conversation, new_shopper
 from .harness import http
+
+pytestmark = pytest.mark.integration
 
 
 async def online(connect, server, staff_id: str):

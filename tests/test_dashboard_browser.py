@@ -31,6 +31,8 @@ from signaling.model import Role
 
 from .harness import ROOT, ServerProcess, WsClient, http, seeded_server
 
+pytestmark = pytest.mark.browser
+
 INSIDE = "SHOPCALL_DASHBOARD_BROWSER_INSIDE"
 CHROMIUM = os.environ.get("SHOPCALL_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"

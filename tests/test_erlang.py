@@ -16,6 +16,8 @@ from signaling.erlang import (
     traffic_erlangs,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_two_erlangs_on_three_servers_by_hand() -> None:
     """A = 2 Erlangs, N = 3 servers, derived by hand two ways.

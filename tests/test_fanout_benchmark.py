@@ -13,6 +13,8 @@ import pytest
 
 from mediaserver import consumer as consumer_module
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"subscribers", "forwarded_packets_per_s", "server_cpu_us_per_forwarded_packet",
         "latency_ms_p50", "latency_ms_p99", "loss_ratio", "decoded_fps"}

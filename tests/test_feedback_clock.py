@@ -13,6 +13,8 @@ from mediaserver.feedback_clock import FeedbackClock
 from mediaserver.participant import Participant
 from mediaserver.rtp_header import build_packet
 
+pytestmark = pytest.mark.unit
+
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 PAYLOAD = bytes([0x10, 0x01, 0x02, 0x03]) + bytes(100)
 

@@ -47,6 +47,8 @@ from signaling.kpis import (
     staffing_plan,
 )
 
+pytestmark = pytest.mark.unit
+
 T = datetime(2024, 5, 6, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 END = T + 7200
 

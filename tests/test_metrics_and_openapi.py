@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -12,7 +13,9 @@ from signaling.app import create_app
 from signaling.config import load_settings
 
 from .conftest import accepted_conversation
-from .harness import http
+from .harness import http, scrape
+
+pytestmark = pytest.mark.integration
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -37,9 +40,7 @@ async def test_metrics_count_conversations_queue_and_connections(server_factory,
     await shopper.expect("conversation.missed", conversation_id=missed, timeout=5)
     await shopper.fail("chat.send", "invalid_message", conversation_id=cid)
 
-    status, text = await http("GET", server.base_url + "/metrics")
-    assert status == 200
-    m = samples(text)
+    m = samples(await scrape(server))
     assert value(m, "shopcall_conversations_opened_total", store="lyon", channel="chat") == 1
     assert value(m, "shopcall_conversations_opened_total", store="paris", channel="video") == 1
     assert value(m, "shopcall_conversations_closed_total", store="lyon", channel="chat") == 1
@@ -61,7 +62,7 @@ async def test_metrics_count_conversations_queue_and_connections(server_factory,
     await alice.close()
     await shopper.close()
     for _ in range(50):  # the server notices the closed sockets
-        m = samples((await http("GET", server.base_url + "/metrics"))[1])
+        m = samples(await scrape(server))
         if value(m, "shopcall_websocket_connections", role="staff") == 0:
             break
     assert value(m, "shopcall_websocket_connections", role="staff") == 0
@@ -84,7 +85,7 @@ async def test_openapi_document_is_valid_and_complete(server, tmp_path: Path):
         path = resource.canonical
         if path.startswith("/api/"):
             for route in resource:
-                if route.method != "HEAD":
+                if route.method not in ("HEAD", "OPTIONS"):  # OPTIONS: CORS preflights
                     routes.add((re.sub(r"\{(\w+)\}", r"{\1}", path), route.method.lower()))
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert routes == documented

@@ -12,6 +12,8 @@ import shutil
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 
 def test_extension_is_built_where_a_compiler_exists() -> None:
     if shutil.which("cc") is None and shutil.which("gcc") is None:

@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from signaling.model import Role
 
 from .conftest import accepted_conversation
 from .harness import ServerProcess, WsClient, http
+
+pytestmark = pytest.mark.integration
 
 
 async def _outcome(server: ServerProcess, cid: str, token: str, body: dict[str, Any]
@@ -26,9 +30,13 @@ async def test_staff_who_handled_it_records_the_outcome(
     order = {"order_placed": True, "order_value": 249.0, "currency": "EUR"}
 
     # Only who handled it: not a colleague who never touched it, not the shopper.
+    # A colleague gets exactly what a conversation that does not exist gets: ids of other
+    # people's conversations cannot be probed.
     status, body = await _outcome(server, cid, server.token(Role.STAFF, "dave"), order)
-    assert status == 403 and body["error"]["code"] == "forbidden", body
-    assert "handled" in body["error"]["message"]
+    assert status == 404 and body["error"]["code"] == "not_found", body
+    missing = await _outcome(server, "cnv_doesnotexist", server.token(Role.STAFF, "dave"), order)
+    assert (status, body["error"]["message"].replace(cid, "ID")) == (
+        missing[0], missing[1]["error"]["message"].replace("cnv_doesnotexist", "ID"))
     status, body = await _outcome(server, cid, server.token(Role.SHOPPER, "someone"), order)
     assert status == 403, body
 
@@ -84,7 +92,7 @@ async def test_former_and_current_assignee_may_record_it_others_not(
     status, body = await _outcome(server, cid, server.token(Role.STAFF, "carol"), order)
     assert status == 200, body  # current assignee corrects it
     status, body = await _outcome(server, cid, server.token(Role.STAFF, "dave"), order)
-    assert status == 403 and "handled" in body["error"]["message"], body
+    assert status == 404 and body["error"]["code"] == "not_found", body
     status, body = await _outcome(server, "cnv_nope", server.token(Role.STAFF, "carol"), order)
     assert status == 404, body
 

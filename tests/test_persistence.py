@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from signaling.model import Role
 
 from .conftest import accepted_conversation, new_shopper
 from .harness import WsClient, http
+
+pytestmark = pytest.mark.integration
 
 
 async def test_sigkill_mid_conversation_loses_nothing_acknowledged(server, connect):

@@ -4,6 +4,8 @@ import pytest
 
 from signaling.presence import HeartbeatMonitor
 
+pytestmark = pytest.mark.unit
+
 
 def test_expired_after_timeout_and_reported_once() -> None:
     m = HeartbeatMonitor(timeout_s=30.0)

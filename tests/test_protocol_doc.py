@@ -22,6 +22,8 @@ import pytest
 
 from signaling.protocol import INBOUND, OUTBOUND_TYPES, ErrorCode, ProtocolError, parse_inbound
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "protocol.md"
 CLIENT = "Client to server"

@@ -26,6 +26,8 @@ from signaling.ws import HELLO_TIMEOUT_S, MAX_RATE_STRIKES
 from .conftest import new_shopper
 from .harness import ServerProcess, WsClient, http
 
+pytestmark = pytest.mark.integration
+
 MAX_BYTES = 1024
 STABLE_CODES = {code.value for code in ErrorCode}
 

@@ -12,6 +12,8 @@ from signaling.qualification import (
     QuestionSet,
 )
 
+pytestmark = pytest.mark.unit
+
 CONFIG: list[dict[str, Any]] = [
     {
         "id": "what",

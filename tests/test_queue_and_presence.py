@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from signaling.model import Role
 
 from .conftest import accepted_conversation, new_shopper
 from .harness import http
+
+pytestmark = pytest.mark.integration
 
 
 async def availability(server, **query: str) -> dict:

@@ -4,6 +4,8 @@ import pytest
 
 from signaling.rate_limit import KeyedRateLimiter, TokenBucket
 
+pytestmark = pytest.mark.unit
+
 
 def test_starts_full_and_allows_a_burst_then_refuses() -> None:
     b = TokenBucket(rate_per_s=1.0, burst=3)

@@ -40,6 +40,8 @@ from signaling.model import Role
 
 from .harness import ServerProcess, WsClient, http, seeded_server
 
+pytestmark = pytest.mark.integration
+
 REPORTS = ("/api/reports/kpis", "/api/reports/staff", "/api/reports/staffing",
            "/api/reports/daily", "/api/reports/weekly")
 

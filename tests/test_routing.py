@@ -5,6 +5,8 @@ import pytest
 from signaling.model import Channel, ConversationContext, Presence, StaffMember
 from signaling.routing import Candidate, can_serve, choose_staff, matching
 
+pytestmark = pytest.mark.unit
+
 
 def cand(
     sid: str,

@@ -29,6 +29,8 @@ from mediaserver.aiortc_adapter import PeerAdapter, RelayTrack
 
 from .media_peers import ColourCamera
 
+pytestmark = pytest.mark.integration
+
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 

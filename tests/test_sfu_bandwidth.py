@@ -18,6 +18,8 @@ from signaling.model import CallKind
 from .media_peers import MediaPeer
 from .test_sfu_forwarding import BLUE, RED, Session
 
+pytestmark = pytest.mark.integration
+
 BUDGETS: dict[str, StoreBudget] = {}
 
 

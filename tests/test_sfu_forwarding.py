@@ -17,6 +17,8 @@ from signaling.model import CallKind
 
 from .media_peers import MediaPeer, colour_close
 
+pytestmark = pytest.mark.integration
+
 RED, BLUE, GREEN = (0, 0, 255), (255, 0, 0), (0, 200, 0)
 
 

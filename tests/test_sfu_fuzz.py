@@ -30,6 +30,8 @@ from .test_sfu_forwarding import (
 )
 from .test_sfu_forwarding import Session as CallSession
 
+pytestmark = pytest.mark.integration
+
 MUTATIONS = 4000
 
 

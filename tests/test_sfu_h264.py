@@ -21,6 +21,8 @@ from mediaserver.h264 import (
     same_profile,
 )
 
+pytestmark = pytest.mark.unit
+
 FORCED_KEY = 3
 
 

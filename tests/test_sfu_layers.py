@@ -24,6 +24,8 @@ from signaling.model import CallKind
 from .media_peers import MediaPeer
 from .test_sfu_forwarding import Session
 
+pytestmark = pytest.mark.integration
+
 BUDGETS: dict[str, StoreBudget] = {}
 SOURCE = moving_frames(240)
 SOURCE_PIXELS = [f.to_ndarray(format="bgr24").astype(np.int16) for f in SOURCE]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 DROP_RULES = ("nft add table inet loss && "
               "nft add chain inet loss out '{ type filter hook output priority 0; }' && "

@@ -10,6 +10,8 @@ from aiortc.rtp import RtcpPacket, RtcpRtpfbPacket
 from mediaserver.loss_detector import LossDetector, build_nack, nack_fci
 from mediaserver.sequence_validator import SequenceValidator
 
+pytestmark = pytest.mark.unit
+
 
 def feed(detector: LossDetector, seqs: list[int], now: float = 0.0) -> None:
     """Through the producer's sequence validator, as in the server."""

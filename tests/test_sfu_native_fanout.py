@@ -23,13 +23,11 @@ from mediaserver.consumer import Consumer
 from mediaserver.producer import HISTORY_MASK, HISTORY_SIZE, Producer
 from mediaserver.vp8 import TemporalLayerFilter
 
-from .media_peers import MediaPeer, colour_close
 from .test_sfu_forwarding import (
-    BLUE,
-    RED,
     session,  # noqa: F401  (fixture)
 )
-from .test_sfu_forwarding import Session as CallSession
+
+pytestmark = pytest.mark.unit
 
 _fanout = pytest.importorskip("mediaserver._fanout")
 if consumer_module.native_fanout is None:  # SHOPCALL_NATIVE_FANOUT=0
@@ -293,32 +291,6 @@ def test_unprotector_matches_pylibsrtp_and_refuses_what_it_refuses() -> None:
     assert unprotect(fresh) == reference.unprotect(fresh)
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
-async def test_call_forwards_with_and_without_native_path(
-        session: CallSession, native: bool, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    if not native:
-        monkeypatch.setattr(consumer_module, "native_fanout", None)
-    shopper = MediaPeer("shopper", RED)
-    staff = MediaPeer("staff", BLUE)
-    await session.join("shopper:s1", shopper)
-    await session.join("staff:alice", staff)
-    await shopper.wait_frames(20)
-    await staff.wait_frames(20)
-    assert colour_close(staff.video_in()[0].mean_bgr(), RED)
-    assert colour_close(shopper.video_in()[0].mean_bgr(), BLUE)
-    router = session.router()
-    sent = sum(p.peer.native_target.sent for p in router.participants.values())
-    if native:
-        assert sent > 100
-        for p in router.participants.values():  # sent with send() on a connected socket
-            assert p.peer.native_target.connected
-        assert all(type(p.peer._unprotect.__self__) is _fanout.Unprotector
-                   for p in router.participants.values())
-    else:
-        assert sent == 0
-    assert all(p.peer.native_target.errors == 0 for p in router.participants.values())
-
-
 def test_consumer_state_twins_have_the_same_attributes() -> None:
     """Consumer is the same class with or without the extension: same attributes, defaults."""
     from mediaserver.consumer_state import PyConsumerState
@@ -337,27 +309,6 @@ def test_consumer_state_twins_have_the_same_attributes() -> None:
     assert (state.ts_offset, state.last_out_at, state.paused) == (-(1 << 33), 12.5, True)
     with pytest.raises(TypeError):
         state.packets = None  # type: ignore[assignment]
-
-
-def test_calls_work_without_the_extension() -> None:
-    """With SHOPCALL_NATIVE_FANOUT=0 nothing native is loaded (the pure Python Consumer
-    state, the Python fan-out, pylibsrtp): a call still decodes and survives a rejoin."""
-    import subprocess
-    import sys
-
-    env = dict(os.environ, SHOPCALL_NATIVE_FANOUT="0")
-    check = subprocess.run(
-        [sys.executable, "-c", "import mediaserver.consumer as c, mediaserver.consumer_state "
-         "as s; assert c.native_fanout is None and c.Consumer.__mro__[1] is s.PyConsumerState"],
-        env=env, capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_sfu_forwarding.py", "-k", "decodes_both_ways or keeps_receiver_stream"],
-        env=env, capture_output=True, text=True, timeout=300,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
 
 
 def test_a_target_made_without_init_owns_no_descriptor() -> None:

@@ -11,6 +11,8 @@ from aiortc.rtp import RtcpPacket, RtcpRtpfbPacket
 from mediaserver.packet_cache import PacketCache, ResendLog
 from mediaserver.rtp_header import build_packet
 
+pytestmark = pytest.mark.unit
+
 
 def packet(seq: int) -> bytes:
     return build_packet(96, 0, seq, seq * 3000 & 0xFFFFFFFF, 1, b"x" * 100)

@@ -7,6 +7,7 @@ real packet looked stale and was dropped: video froze while audio went on.
 
 from __future__ import annotations
 
+import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from mediaserver.aiortc_adapter import PeerAdapter, RecvSlot
@@ -14,6 +15,8 @@ from mediaserver.consumer import Consumer
 from mediaserver.feedback_clock import FeedbackClock
 from mediaserver.participant import Participant
 from mediaserver.rtp_header import build_packet, parse_header
+
+pytestmark = pytest.mark.unit
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 RTX = RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,

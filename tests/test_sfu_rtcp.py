@@ -8,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RtcpPsfbPacket,
@@ -24,6 +25,8 @@ from .test_sfu_forwarding import (
     session,  # noqa: F401  (fixture)
 )
 from .test_sfu_forwarding import Session as CallSession
+
+pytestmark = pytest.mark.integration
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 

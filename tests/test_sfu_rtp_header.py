@@ -21,6 +21,8 @@ from mediaserver.rtp_header import (
     parse_header,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def vp8_payloads(frames: int = 2) -> list[bytes]:
     """Real VP8 RTP payloads from aiortc's encoder + packetizer."""

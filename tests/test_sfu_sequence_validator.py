@@ -3,6 +3,8 @@ probation for jumps (one wild packet is dropped; a real jump or outage is follow
 
 from __future__ import annotations
 
+import pytest
+
 from mediaserver.sequence_validator import (
     MAX_BURST_GAP,
     MAX_DROPOUT,
@@ -10,6 +12,8 @@ from mediaserver.sequence_validator import (
     MAX_PACKET_RATE,
     SequenceValidator,
 )
+
+pytestmark = pytest.mark.unit
 
 TICK = 0.005  # 200 packets a second
 

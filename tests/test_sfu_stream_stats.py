@@ -10,6 +10,8 @@ from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket
 from mediaserver.sequence_validator import SequenceValidator
 from mediaserver.stream_stats import ReceiveStats, ReportBlock, SendStats
 
+pytestmark = pytest.mark.unit
+
 
 def test_hand_computed_example() -> None:
     stats = ReceiveStats(90000)

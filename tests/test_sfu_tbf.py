@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 RATE_KBIT = 350  # the stream: ~140 kbps base layer, ~250 with TL1, ~490 with all three
 

@@ -26,6 +26,8 @@ from mediaserver.vp8 import (
     rewrite_descriptor_head,
 )
 
+pytestmark = pytest.mark.unit
+
 KEYFRAME_AT = (0, 5)
 
 

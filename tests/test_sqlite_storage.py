@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-import sys
-import textwrap
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,6 +38,8 @@ from signaling.sqlite_storage import (
     migrate,
 )
 from signaling.storage import StorageError
+
+pytestmark = pytest.mark.unit
 
 # Long enough for the subprocess to import and open, short enough to fail a hung run quickly.
 SUBPROCESS_TIMEOUT = 20
@@ -466,39 +466,3 @@ async def test_cancelled_write_still_commits(storage: SQLiteStorage) -> None:
 
 
 # Durability -----------------------------------------------------------------------------
-
-WRITER_SCRIPT = textwrap.dedent("""
-    import asyncio, sys
-    from signaling.model import *
-    from signaling.sqlite_storage import SQLiteStorage
-
-    async def main() -> None:
-        s = SQLiteStorage(sys.argv[1])
-        await s.open()
-        await s.create_conversation(Conversation(
-            "c1", "sh1", ConversationContext(), ConversationState.ACCEPTED, 1.0), [])
-        await s.add_message(ChatMessage("c1", 0, SenderRole.SHOPPER, "sh1", MessageKind.TEXT,
-                                        "survive this", None, 2.0, "m1"))
-        print("acked", flush=True)
-        await asyncio.sleep(60)  # never closes: the test kills us first
-
-    asyncio.run(main())
-""")
-
-
-async def test_acked_message_survives_sigkill(db_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", WRITER_SCRIPT, str(db_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), SUBPROCESS_TIMEOUT)
-    finally:
-        proc.kill()  # SIGKILL: no close(), no checkpoint, no atexit
-        await proc.wait()
-    assert line == b"acked\n", (await proc.stderr.read()).decode()
-    assert proc.returncode == -9
-
-    async with SQLiteStorage(db_path) as s:
-        [stored] = await s.list_messages("c1")
-    assert (stored.seq, stored.text, stored.client_id) == (1, "survive this", "m1")

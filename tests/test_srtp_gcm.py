@@ -22,6 +22,8 @@ import mediaserver.consumer as consumer_module
 
 from .test_sfu_native_fanout import packets, publisher, remember, twins
 
+pytestmark = pytest.mark.unit
+
 _srtp_gcm = pytest.importorskip("mediaserver._srtp_gcm")
 _fanout = pytest.importorskip("mediaserver._fanout")
 

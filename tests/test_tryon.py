@@ -25,6 +25,8 @@ from mediaserver.tryon import (
 )
 from mediaserver.tryon.placement import placement_from_face
 
+pytestmark = pytest.mark.unit
+
 W, H, FPS = 640, 480, 30
 
 

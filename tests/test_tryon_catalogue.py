@@ -16,6 +16,8 @@ from mediaserver.tryon import Catalogue, GarmentError, UnknownGarmentError
 from mediaserver.tryon.catalogue import MAX_STORED_SIDE
 from mediaserver.tryon.samples import sample_garments, write_samples
 
+pytestmark = pytest.mark.unit
+
 
 def _png(image: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", image)

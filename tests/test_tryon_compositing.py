@@ -10,6 +10,8 @@ import pytest
 from mediaserver.tryon import Garment, Placement, composite
 from mediaserver.tryon.frames import bgr_from_video_frame, video_frame_from_bgr
 
+pytestmark = pytest.mark.unit
+
 W, H = 640, 480
 
 

@@ -28,6 +28,8 @@ from signaling.model import CallKind
 from .media_peers import MediaPeer, PhotoCamera, Received, astronaut_image
 from .test_sfu_forwarding import Session
 
+pytestmark = pytest.mark.integration
+
 SHOPPER, STAFF = "shopper:s1", "staff:alice"
 BLUE = (255, 0, 0)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mediaserver.tryon.reassembly import FrameAssembler
+
+pytestmark = pytest.mark.unit
 
 
 def packets(start: int, sizes: list[int], keyframe_first: bool = False

@@ -21,6 +21,8 @@ from .harness import ServerProcess, WsClient, http
 from .media_peers import MediaPeer, PhotoCamera, astronaut_image
 from .test_tryon_media import changed, until
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def tryon_server(tmp_path: Path) -> Iterator[ServerProcess]:

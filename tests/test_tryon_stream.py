@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 from aiortc.codecs.vpx import Vp8Decoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 
@@ -21,6 +22,8 @@ from mediaserver.tryon.service import TryOnService
 
 from .media_peers import astronaut_image
 from .test_tryon_media import changed
+
+pytestmark = pytest.mark.unit
 
 
 class Camera:

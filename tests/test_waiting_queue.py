@@ -7,6 +7,8 @@ import pytest
 from signaling.model import ConversationContext
 from signaling.waiting_queue import HandleTimeEstimator, WaitingQueue, estimate_wait_s
 
+pytestmark = pytest.mark.unit
+
 GUITARS = ConversationContext(store_id="s1", skill="guitars")
 GUITARS_S2 = ConversationContext(store_id="s2", skill="guitars")
 GUITARS_DE = ConversationContext(store_id="s1", skill="guitars", language="de")

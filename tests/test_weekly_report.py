@@ -35,6 +35,8 @@ from signaling.weekly_report import (
 from .harness import ROOT, ServerProcess, http, seeded_server
 from .test_reports_api import _seed
 
+pytestmark = pytest.mark.integration
+
 
 @dataclass
 class Seeded:

@@ -270,7 +270,10 @@ class Monitor:
 
     async def scrape(self) -> Sample | None:
         try:
-            async with self.http.get(self.target.base_url + "/metrics") as response:
+            async with self.http.get(
+                    self.target.base_url + "/metrics",
+                    headers={"Authorization": f"Bearer {self.target.operator_token}"},
+            ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, OSError, TimeoutError):
             self.errors += 1
