@@ -19,8 +19,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
@@ -43,7 +45,47 @@ typedef struct {
     unsigned long long sent;
     unsigned long long dropped;  /* EAGAIN / ENOBUFS: dropped like a full socket buffer */
     unsigned long long errors;   /* srtp_protect or other sendto failures */
+    /* Transport-wide congestion control (mediaserver/bwe/send_history.py has the same
+     * interface in Python): every packet gets the next number in a header extension, and
+     * its send time and size are kept for the feedback. Kept across set()/clear(): the
+     * numbering belongs to the peer's transport, not to one candidate pair. */
+    int ext_id;                  /* the peer's id for the extension; 0: not negotiated */
+    long long next_seq;          /* extended; packets carry its low 16 bits */
+    PyObject *sent_us_buf;       /* bytearray of TWCC_SIZE int64 (microseconds) */
+    PyObject *sizes_buf;         /* bytearray of TWCC_SIZE uint16 */
+    int64_t *sent_us;
+    uint16_t *sizes;
 } Target;
+
+#define TWCC_SIZE 8192
+#define TWCC_MASK (TWCC_SIZE - 1)
+#define TWCC_EXT_BYTES 8
+
+static inline int64_t
+monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic()'s clock on Linux */
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The next number into the 8-byte extension at `ext`, the packet recorded as sent now. */
+static inline void
+twcc_stamp(Target *t, unsigned char *ext, Py_ssize_t rtp_len)
+{
+    long long seq = t->next_seq++;
+    ext[0] = 0xBE;
+    ext[1] = 0xDE;
+    ext[2] = 0;
+    ext[3] = 1;
+    ext[4] = (unsigned char)(t->ext_id << 4 | 1);
+    ext[5] = (unsigned char)(seq >> 8);
+    ext[6] = (unsigned char)seq;
+    ext[7] = 0;
+    size_t i = (size_t)seq & TWCC_MASK;
+    t->sent_us[i] = monotonic_us();
+    t->sizes[i] = rtp_len > 0xFFFF ? 0xFFFF : (uint16_t)rtp_len;
+}
 
 /* fd is -1 from allocation on, not from __init__: Target.__new__(Target) alone must not
  * own (and close on dealloc) fd 0, which a zeroed struct would claim. */
@@ -51,8 +93,20 @@ static PyObject *
 Target_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     Target *self = (Target *)type->tp_alloc(type, 0);
-    if (self != NULL)
-        self->fd = -1;
+    if (self == NULL)
+        return NULL;
+    self->fd = -1;
+    self->next_seq = 1;
+    self->sent_us_buf = PyByteArray_FromStringAndSize(NULL, TWCC_SIZE * sizeof(int64_t));
+    self->sizes_buf = PyByteArray_FromStringAndSize(NULL, TWCC_SIZE * sizeof(uint16_t));
+    if (self->sent_us_buf == NULL || self->sizes_buf == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->sent_us = (int64_t *)PyByteArray_AS_STRING(self->sent_us_buf);
+    self->sizes = (uint16_t *)PyByteArray_AS_STRING(self->sizes_buf);
+    memset(self->sent_us, 0, TWCC_SIZE * sizeof(int64_t));
+    memset(self->sizes, 0, TWCC_SIZE * sizeof(uint16_t));
     return (PyObject *)self;
 }
 
@@ -72,6 +126,8 @@ Target_dealloc(Target *self)
     if (self->fd >= 0)
         close(self->fd);
     Py_XDECREF(self->keepalive);
+    Py_XDECREF(self->sent_us_buf);
+    Py_XDECREF(self->sizes_buf);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -141,10 +197,61 @@ Target_get_valid(Target *self, void *closure)
     return PyBool_FromLong(self->fd >= 0);
 }
 
+/* memoryview(buffer).cast(fmt): typed views that keep the bytearray (not the Target) alive. */
+static PyObject *
+typed_view(PyObject *buffer, const char *fmt)
+{
+    PyObject *view = PyMemoryView_FromObject(buffer);
+    if (view == NULL)
+        return NULL;
+    PyObject *typed = PyObject_CallMethod(view, "cast", "s", fmt);
+    Py_DECREF(view);
+    return typed;
+}
+
+static PyObject *
+Target_get_sent_us(Target *self, void *closure)
+{
+    return typed_view(self->sent_us_buf, "q");
+}
+
+static PyObject *
+Target_get_sizes(Target *self, void *closure)
+{
+    return typed_view(self->sizes_buf, "H");
+}
+
+/* stamp(packet) -> bytes: what SendHistory.stamp does, for packets Python sends. */
+static PyObject *
+Target_stamp(Target *self, PyObject *packet)
+{
+    if (!PyBytes_CheckExact(packet)) {
+        PyErr_SetString(PyExc_TypeError, "packet must be bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(packet);
+    const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(packet);
+    if (self->ext_id <= 0 || self->ext_id > 14 || n < 12 || (in[0] & 0x1F)) {
+        Py_INCREF(packet);
+        return packet;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n + TWCC_EXT_BYTES);
+    if (out == NULL)
+        return NULL;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(o, in, 12);
+    o[0] |= 0x10;
+    twcc_stamp(self, o + 12, n + TWCC_EXT_BYTES);
+    memcpy(o + 12 + TWCC_EXT_BYTES, in + 12, (size_t)(n - 12));
+    return out;
+}
+
 static PyMethodDef Target_methods[] = {
     {"set", (PyCFunction)Target_set, METH_VARARGS,
      "set(fd, host, port, srtp_protect_ptr, srtp_session_ptr, keepalive): takes ownership of fd"},
     {"clear", (PyCFunction)Target_clear, METH_NOARGS, "invalidate (closes the fd): Python path from now on"},
+    {"stamp", (PyCFunction)Target_stamp, METH_O,
+     "stamp(packet) -> packet with the next transport-wide number (recorded as sent now)"},
     {NULL}};
 
 static PyMemberDef Target_members[] = {
@@ -153,10 +260,14 @@ static PyMemberDef Target_members[] = {
     {"errors", T_ULONGLONG, offsetof(Target, errors), READONLY, NULL},
     {"fd", T_INT, offsetof(Target, fd), READONLY, NULL},
     {"connected", T_BOOL, offsetof(Target, connected), READONLY, NULL},
+    {"ext_id", T_INT, offsetof(Target, ext_id), 0, NULL},
+    {"next_seq", T_LONGLONG, offsetof(Target, next_seq), READONLY, NULL},
     {NULL}};
 
 static PyGetSetDef Target_getset[] = {
     {"valid", (getter)Target_get_valid, NULL, NULL, NULL},
+    {"sent_us", (getter)Target_get_sent_us, NULL, "send times (us) by number & 8191", NULL},
+    {"sizes", (getter)Target_get_sizes, NULL, "RTP sizes by number & 8191", NULL},
     {NULL}};
 
 static PyTypeObject TargetType = {
@@ -320,7 +431,9 @@ slot_offsets(PyTypeObject *type, const char **names, Py_ssize_t *offsets, int n)
 {
     for (int i = 0; i < n; i++) {
         PyObject *descr = PyDict_GetItemString(type->tp_dict, names[i]);
-        if (descr == NULL || Py_TYPE(descr) != &PyMemberDescr_Type) {
+        /* A member of `type` or a base: another class's offset would point anywhere. */
+        if (descr == NULL || Py_TYPE(descr) != &PyMemberDescr_Type ||
+            !PyType_IsSubtype(type, PyDescr_TYPE(descr))) {
             PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ member", type->tp_name,
                          names[i]);
             return -1;
@@ -346,8 +459,10 @@ configure(PyObject *module, PyObject *args)
         PyErr_Format(PyExc_TypeError, "%s does not derive from ConsumerState", ct->tp_name);
         return NULL;
     }
-    if (slot_offsets(ct, consumer_slots, coff, C_COUNT) < 0)
+    Py_ssize_t offsets[C_COUNT]; /* coff only changes with consumer_type, on success */
+    if (slot_offsets(ct, consumer_slots, offsets, C_COUNT) < 0)
         return NULL;
+    memcpy(coff, offsets, sizeof(coff));
     Py_INCREF(ct);
     Py_XSETREF(consumer_type, ct);
     Py_RETURN_NONE;
@@ -397,7 +512,10 @@ forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
     if (last_in < 0 || seq_ext < s->base_in_seq || seq_ext <= last_in - 3000 || pt < 0 ||
         pt > 127 || ssrc < 0 || ssrc > 0xFFFFFFFFLL)
         return 0;
-    if (12 + plen > MAX_PLAIN)
+    Target *t = (Target *)native;
+    int ext_id = t->ext_id;
+    int hlen = ext_id > 0 && ext_id <= 14 ? 12 + TWCC_EXT_BYTES : 12;
+    if (hlen + plen > MAX_PLAIN)
         return 0; /* Python raises for it, as before */
 
     /* Unsigned sums: the offsets are arbitrary Python ints, so a signed sum could overflow
@@ -416,9 +534,8 @@ forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
     s->octets = (long long)((unsigned long long)s->octets + (unsigned long long)plen);
 
     /* header + payload straight into the buffer libsrtp protects in place */
-    Target *t = (Target *)native;
     unsigned char buf[BUF_SIZE];
-    buf[0] = 0x80;
+    buf[0] = hlen > 12 ? 0x90 : 0x80;
     buf[1] = (unsigned char)(pt | (marker ? 0x80 : 0));
     buf[2] = (unsigned char)(out_seq >> 8);
     buf[3] = (unsigned char)out_seq;
@@ -430,8 +547,10 @@ forward_native(PyObject *c, const char *payload, Py_ssize_t plen, int marker,
     buf[9] = (unsigned char)(ssrc >> 16);
     buf[10] = (unsigned char)(ssrc >> 8);
     buf[11] = (unsigned char)ssrc;
-    memcpy(buf + 12, payload, (size_t)plen);
-    int len = (int)(12 + plen);
+    if (hlen > 12)
+        twcc_stamp(t, buf + 12, hlen + plen);
+    memcpy(buf + hlen, payload, (size_t)plen);
+    int len = (int)(hlen + plen);
     if (t->protect(t->session, buf, &len) != 0) {
         t->errors++;
         return 1;
