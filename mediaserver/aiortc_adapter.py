@@ -41,6 +41,7 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
+from .bwe.send_history import SendHistory
 from .native import load_extension
 
 _fanout = load_extension()
@@ -74,6 +75,40 @@ def use_host_addresses(addresses: Sequence[str] | None) -> None:
 def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     assert _host_addresses is not None
     return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+_transport_cc_enabled = False
+
+
+def enable_transport_cc() -> None:
+    """Make aiortc's answers and offers negotiate transport-wide congestion control.
+
+    aiortc negotiates only goog-remb and abs-send-time. Browsers then estimate their downlink
+    themselves and REMB only mirrors what they receive (it cannot tell that a link came
+    back). With transport-cc each browser reports every packet's arrival and the SFU
+    estimates and probes (mediaserver/bwe). aiortc takes what to answer from two module
+    globals: the codecs' rtcpFeedback (kept where the remote offers it) and the header
+    extensions it knows (kept where the remote offers them). Process-wide and idempotent; an
+    aiortc client in the same process (tests) then offers them too, and, sending no
+    feedback, is simply estimated from REMB as before.
+    """
+    global _transport_cc_enabled
+    if _transport_cc_enabled:
+        return
+    from aiortc import codecs
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+
+    feedback = RTCRtcpFeedback(type="transport-cc")
+    for codec in codecs.CODECS["audio"] + codecs.CODECS["video"]:
+        if not codec.mimeType.lower().endswith("/rtx") and feedback not in codec.rtcpFeedback:
+            codec.rtcpFeedback.append(feedback)
+    used = {e.id for exts in codecs.HEADER_EXTENSIONS.values() for e in exts}
+    ext_id = next(i for i in range(1, 15) if i not in used)
+    for extensions in codecs.HEADER_EXTENSIONS.values():  # the same lists rtcpeerconnection uses
+        if all(e.uri != TWCC_URI for e in extensions):
+            extensions.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=TWCC_URI))
+    _transport_cc_enabled = True
 
 
 def fmtp_of(codec: Any) -> str:
@@ -158,6 +193,11 @@ class PeerAdapter:
         # Where mediaserver._fanout sends this peer's forwarded RTP (set once connected,
         # cleared on close/failure); consumers hold it, see Consumer.native.
         self.native_target: Any = _fanout.Target() if _fanout is not None else None
+        # Transport-wide numbers of everything sent to this peer (see bwe/send_history.py):
+        # the native target's when there is one, so C and Python sends share them.
+        self.history: Any = self.native_target if self.native_target is not None \
+            else SendHistory()
+        enable_transport_cc()
         self.bad_packets = 0
         self.handler_errors = 0
         self.send_errors = 0  # packets SRTP refused to protect (see send_rtp)
@@ -267,6 +307,18 @@ class PeerAdapter:
     def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
         """Codecs both sides support on an m-section, once its remote side is known."""
         return list(getattr(transceiver, "_codecs", []))
+
+    def transport_cc_id(self) -> int:
+        """The id of the transport-wide sequence number extension both sides agreed on (in
+        the remote description, and in ours), or 0 when transport-cc is not negotiated."""
+        local, remote = self.pc.localDescription, self.pc.remoteDescription
+        if local is None or remote is None:
+            return 0
+        ids = [int(m.group(1)) for m in _EXTMAP.finditer(remote.sdp) if m.group(3) == TWCC_URI]
+        ours = {int(m.group(1)) for m in _EXTMAP.finditer(local.sdp) if m.group(3) == TWCC_URI}
+        if not ids or ids[0] not in ours or "transport-cc" not in local.sdp:
+            return 0
+        return ids[0]
 
     def rtcp_ssrc(self) -> int:
         """The SSRC this peer's feedback (RR, NACK, PLI, REMB) is sent from."""
@@ -468,11 +520,17 @@ class PeerAdapter:
         sendto = self._sendto
         if sendto is not None:
             try:
-                protected = self._protect(packet)  # type: ignore[misc]
+                protected = self._protect(self.history.stamp(packet))  # type: ignore[misc]
             except (ValueError, pylibsrtp.Error):
                 self.send_errors += 1
                 return
             sendto(protected, self._addr)
+
+    def use_transport_cc(self) -> bool:
+        """Stamp transport-wide numbers from now on if this negotiation agreed on them."""
+        ext_id = self.transport_cc_id()
+        self.history.ext_id = ext_id
+        return ext_id > 0
 
     def send_rtcp(self, packet: bytes) -> None:
         sendto = self._sendto

@@ -128,7 +128,7 @@ class CallQualityMonitor:
                 continue
             if receiver.peer.connected:
                 self._connected.add(receiver.id)
-            if receiver.video_gate.paused and receiver.peer.connected:
+            if receiver.video_paused and receiver.peer.connected:
                 self._audio_only_s += step
             for (source_id, kind), consumer in receiver.consumers.items():
                 # Audio has no freezes: its counters only need the once-a-second look.

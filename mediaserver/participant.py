@@ -29,10 +29,13 @@ from aiortc.rtp import (
 
 from . import h264
 from .aiortc_adapter import PeerAdapter, RecvSlot, RelayTrack, SendSlot, fmtp_of
-from .bandwidth import BandwidthEstimate, VideoGate
+from .bwe.arrivals import ArrivalRecorder, twcc_number
+from .bwe.twcc import FMT as TWCC_FMT
+from .bwe.twcc import PT_RTPFB, parse_feedback
 from .consumer import Consumer
 from .loss_detector import build_nack
 from .producer import Producer
+from .receiver_bandwidth import ReceiverBandwidth
 from .rtp_header import parse_header
 
 if TYPE_CHECKING:
@@ -84,9 +87,11 @@ class Participant:
         # (source participant, kind). Browsers cannot tell otherwise whose tile is whose.
         self.sources_told: dict[str, tuple[str, str]] = {}
         self.remb_bps: int | None = None
-        self.estimate = BandwidthEstimate()
-        self.video_gate = VideoGate(router.video_floor_bps)
-        self.available_bps: float = self.estimate.bps
+        self.bandwidth = ReceiverBandwidth(router.video_floor_bps, peer.history)
+        self.available_bps: float = self.bandwidth.remb.bps
+        # Arrival times of what this participant sends, for its transport-wide feedback
+        # (None until its negotiation agrees on transport-cc).
+        self.arrivals: ArrivalRecorder | None = None
         self.bad_packets = 0
         self.nacks_sent = 0
         self.rembs_sent = 0
@@ -114,6 +119,7 @@ class Participant:
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         self._learn_payload_types()
+        self._follow_transport_cc()
         self.router.reconcile()
         return pc.localDescription.sdp
 
@@ -123,6 +129,7 @@ class Participant:
             raise NegotiationError("no offer from the server is waiting for an answer")
         await self._set_remote(sdp, "answer")
         self._learn_payload_types()
+        self._follow_transport_cc()
         self._renegotiating = False
         if self._renegotiate_again:
             self._renegotiate_again = False
@@ -162,6 +169,16 @@ class Participant:
             if transceiver.kind == "video":
                 transceiver.setCodecPreferences(chosen + rtx)
 
+    def _follow_transport_cc(self) -> None:
+        """Stamp what we send and report what we receive once both sides agreed on
+        transport-wide numbers (kept across renegotiations: the id never changes)."""
+        if self.peer.use_transport_cc():
+            ext_id = self.peer.history.ext_id
+            if self.arrivals is None or self.arrivals.ext_id != ext_id:
+                self.arrivals = ArrivalRecorder(ext_id)
+        else:
+            self.arrivals = None
+
     def _learn_payload_types(self) -> None:
         for slot in self.peer.recv_slots:
             if slot.transceiver.currentDirection not in ("sendrecv", "recvonly"):
@@ -182,6 +199,11 @@ class Participant:
         payload_type, marker, seq, timestamp, ssrc, offset = header
         producer = self.producers.get(ssrc)
         now = time.monotonic()
+        arrivals = self.arrivals
+        if arrivals is not None:  # its transport-wide number, for the publisher's estimator
+            number = twcc_number(data, arrivals.ext_id)
+            if number >= 0:
+                arrivals.record(number, int(now * 1e6))
         if producer is not None and payload_type == producer.payload_type:
             producer.receive(data, marker, seq, timestamp, offset, now)
         else:
@@ -261,12 +283,15 @@ class Participant:
                                                  media_ssrc=producer.ssrc)))
 
     def on_rtcp(self, data: bytes) -> None:
+        now = time.monotonic()
+        data = self._take_transport_feedback(data, now)
+        if not data:
+            return
         try:
             packets = RtcpPacket.parse(data)
         except ValueError:
             self.bad_packets += 1
             return
-        now = time.monotonic()
         for packet in packets:
             if isinstance(packet, RtcpSrPacket):
                 producer = self.producers.get(packet.ssrc)
@@ -285,6 +310,31 @@ class Participant:
             elif isinstance(packet, RtcpPsfbPacket):
                 self._on_psfb(packet, now)
 
+    def _take_transport_feedback(self, data: bytes, now: float) -> bytes:
+        """Handle the transport-wide feedback in a compound RTCP packet; return the rest.
+
+        aiortc's parser reads it as a NACK (and refuses the whole compound when its length
+        is not a multiple of four words), so it never reaches aiortc.
+        """
+        pos, rest, found = 0, [], False
+        n = len(data)
+        while pos + 4 <= n:
+            end = pos + ((data[pos + 2] << 8 | data[pos + 3]) + 1) * 4
+            if end > n:
+                break
+            if data[pos + 1] == PT_RTPFB and data[pos] & 0x1F == TWCC_FMT:
+                found = True
+                try:
+                    self.bandwidth.on_feedback(parse_feedback(data[pos:end]), now)
+                except ValueError:
+                    self.bad_packets += 1
+            else:
+                rest.append(data[pos:end])
+            pos = end
+        if not found:
+            return data
+        return b"".join(rest) + data[pos:]
+
     def _on_psfb(self, packet: RtcpPsfbPacket, now: float) -> None:
         if packet.fmt == RTCP_PSFB_APP:
             try:
@@ -292,7 +342,8 @@ class Participant:
             except (ValueError, struct.error):  # aiortc's parser: struct.error if truncated
                 self.bad_packets += 1
                 return
-            self.estimate.on_remb(self.remb_bps)
+            self.bandwidth.remb.on_remb(self.remb_bps)
+            self.bandwidth.downlink.estimator.on_remb(self.remb_bps)
             return
         target = packet.media_ssrc
         if packet.fmt == RTCP_PSFB_FIR and len(packet.fci) >= 4:
@@ -324,6 +375,10 @@ class Participant:
         self.peer.send_rtcp(bytes(packet))
         self.rembs_sent += 1
 
+    @property
+    def video_paused(self) -> bool:
+        return self.bandwidth.video_paused
+
     def worst_video_loss(self) -> float:
         losses = [c.rr_fraction_lost for c in self.consumers.values()
                   if c.kind == "video" and not c.paused and c.producer is not None]
@@ -340,6 +395,10 @@ class Participant:
                     # wrap.
                     self.peer.send_rtcp(build_nack(self.peer.rtcp_ssrc(), producer.ssrc, lost))
                     self.nacks_sent += 1
+        arrivals = self.arrivals
+        if arrivals is not None:
+            for feedback in arrivals.feedback(self.peer.rtcp_ssrc()):
+                self.peer.send_rtcp(feedback)
         if reports and self.producers:
             rtcp_ssrc = self.peer.rtcp_ssrc()
             blocks = []
@@ -370,7 +429,7 @@ class Participant:
                             self.peer.send_rtp, slot.rtx_ssrc, rtx)
         # A stream added while this receiver is on audio only (say, a colleague joins) is
         # paused too; resuming unpauses every video consumer at once.
-        consumer.paused = kind == "video" and self.video_gate.paused
+        consumer.paused = kind == "video" and self.bandwidth.video_paused
         self.consumers[(source_id, kind)] = consumer
         self.consumer_by_ssrc[slot.ssrc] = consumer
         self.slot_of[(source_id, kind)] = slot
@@ -382,7 +441,8 @@ class Participant:
             "connected": self.peer.connected,
             "remb_bps": self.remb_bps,
             "estimated_bps": round(self.available_bps),
-            "video_paused": self.video_gate.paused,
+            "video_paused": self.video_paused,
+            "downlink": self.bandwidth.describe(),
             "bad_packets": self.bad_packets + self.peer.bad_packets,
             "handler_errors": self.peer.handler_errors,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
@@ -407,6 +467,7 @@ class Participant:
 
     async def close(self) -> None:
         self.closed = True
+        self.bandwidth.stop_probe()
         for consumer in self.consumers.values():
             consumer.bind(None, time.monotonic())
         await self.peer.close()

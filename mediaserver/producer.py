@@ -41,6 +41,7 @@ HistoryEntry = tuple[int, bytes, int, int, int]
 
 class Producer:
     __slots__ = (
+        "bitrate_bps",
         "clock_rate",
         "consumers",
         "descriptor",
@@ -57,6 +58,7 @@ class Producer:
         "loss",
         "mime_type",
         "octets",
+        "octets_mark",
         "packets",
         "participant_id",
         "payload_type",
@@ -106,6 +108,8 @@ class Producer:
         self.sr_at = 0.0
         self.packets = 0
         self.octets = 0
+        self.octets_mark = 0
+        self.bitrate_bps = 0.0  # measured once a second, off the hot path
         self.duplicates = 0
         self.last_packet_at = 0.0
         # Set only while this stream feeds the try-on pipeline (mediaserver/tryon/stream.py):

@@ -21,15 +21,9 @@ from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from signaling.media import MediaSessionSpec
 
 from . import h264
+from .adaptation import Adaptation
 from .aiortc_adapter import PeerAdapter, server_h264_fmtps
-from .bandwidth import (
-    StoreBudget,
-    app_limited,
-    congested,
-    layered_publisher_cap,
-    pick_temporal_layer,
-    publisher_cap,
-)
+from .bandwidth import StoreBudget
 from .feedback_clock import FeedbackClock
 from .participant import NegotiationError, Participant
 from .producer import Producer
@@ -43,7 +37,6 @@ log = logging.getLogger(__name__)
 # The video codec of a session: the first of these every participant offers. VP8 first:
 # Chromium prefers it and it allows temporal layers; H.264 for Safari and store iPads.
 VIDEO_PREFERENCE = ("video/vp8", "video/h264")
-AUDIO_BPS = 40_000  # Opus as browsers send it, kept out of the video cap
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 
 
@@ -98,7 +91,7 @@ class Router:
         self.h264_fmtp: str | None = None
         self.created_at = time.time()
         self.fallbacks = 0
-        self._adapted_at = 0.0
+        self.adaptation = Adaptation(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Virtual try-on, when this session's store offers it (None: pure forwarding).
         self.tryon: SessionTryOn | None = None
@@ -280,119 +273,11 @@ class Router:
                         octet_count=consumer.octets & 0xFFFFFFFF))
                     receiver.peer.send_rtcp(bytes(report))
 
-    def adapt(self) -> None:
-        """Once per second: estimates, audio-only fallback, and REMB caps to publishers.
-
-        Store staff receive the shopper's video over the store's downlink and send theirs
-        over its uplink, so those directions are held to the session's share of the store.
-        """
-        share = self.store_share(self.spec.store_id)
-        live = [p for p in self.participants.values() if p.peer.connected and not p.closed]
-        now = time.monotonic()
-        elapsed = max(now - self._adapted_at, 1e-3) if self._adapted_at else None
-        self._adapted_at = now
-        for participant in live:
-            for consumer in participant.consumers.values():
-                if elapsed is not None:
-                    consumer.bitrate_bps = (consumer.octets - consumer.octets_mark) * 8 / elapsed
-                consumer.octets_mark = consumer.octets
-            for producer in participant.producers.values():
-                if producer.layered:
-                    octets = producer.layer_octets
-                    if elapsed is not None:
-                        producer.layer_bps[:] = [o * 8 / elapsed for o in octets]
-                    octets[:] = [0, 0, 0, 0]
-        for receiver in live:
-            loss = receiver.worst_video_loss()
-            sent = sum(c.bitrate_bps for c in receiver.consumers.values())
-            receiver.estimate.on_loss(loss, delivered_bps=sent * (1.0 - loss))
-            available = receiver.estimate.bps
-            if receiver.id.startswith("staff:") and share.downlink_bps is not None:
-                available = min(available, share.downlink_bps)
-            receiver.available_bps = available
-            # A store's configured downlink is a real limit; a REMB that only mirrors how
-            # little we send is not (see bandwidth.app_limited).
-            store_bound = available < receiver.estimate.bps
-            remb = receiver.estimate.remb_bps
-            change = receiver.video_gate.update(
-                available - AUDIO_BPS, now,
-                app_limited=not store_bound and app_limited(remb, sent, loss),
-                congested=store_bound or congested(remb, sent, loss))
-            if change is not None:
-                self._pause_video(receiver, paused=change)
-        for publisher in live:
-            video = [p for p in publisher.producers.values() if p.kind == "video"]
-            if not video:
-                continue
-            receivers = [r.available_bps for r in live if r is not publisher
-                         and not r.video_gate.paused
-                         and any(c.producer in video for c in r.consumers.values())]
-            uplink = share.uplink_bps if publisher.id.startswith("staff:") else None
-            layered = next((p for p in video if p.layered), None)
-            if layered is not None:
-                rates = layered.layer_rates()
-                cap = layered_publisher_cap(
-                    receivers, audio_bps=AUDIO_BPS, share_bps=uplink,
-                    base_layer_share=rates[0] / rates[-1] if rates[-1] > 0 else 0.0)
-                self._pick_layers(live, layered, rates, now)
-            else:
-                cap = publisher_cap(receivers, audio_bps=AUDIO_BPS, share_bps=uplink)
-            if cap is None:
-                continue
-            publisher.send_remb(cap, [p.ssrc for p in video])
-            for producer in video:
-                self.caps[producer.ssrc] = cap
-        if self.tryon is not None:  # try-on encoders follow their receivers' estimates
-            self.tryon.adapt(live, AUDIO_BPS)
-
-    def _pick_layers(self, live: list[Participant], producer: Producer, rates: list[float],
-                     now: float) -> None:
-        """Each receiver of a layered stream gets the temporal layers its estimate takes."""
-        for receiver in live:
-            for consumer in receiver.consumers.values():
-                if consumer.producer is not producer:
-                    continue
-                layers = consumer.layers
-                if layers is not None and layers.current_tid < layers.max_tid:
-                    # An up-switch still waits for a switch point since the last second:
-                    # a keyframe is one (want_keyframe throttles it per publisher).
-                    producer.want_keyframe(now)
-                current = 2 if layers is None else layers.max_tid
-                consumer.set_max_layer(pick_temporal_layer(
-                    rates, receiver.available_bps - AUDIO_BPS, current))
-                forwarded = consumer.forwarded_layer
-                if forwarded == 2:
-                    forwarded = None  # all of them again: what the receiver shows as normal
-                if forwarded != consumer.notified_layer:
-                    # The receiver's quality display: "layers 1/3" (fewer frames per second).
-                    consumer.notified_layer = forwarded
-                    self.notify(receiver.id, {"type": "media.layer", "from": consumer.source_id,
-                                              "kind": "video", "layer": forwarded,
-                                              "layers": 3})
-
-    def _pause_video(self, receiver: Participant, *, paused: bool) -> None:
-        now = time.monotonic()
-        code = "video_paused" if paused else "video_resumed"
-        text = "video paused: low bandwidth" if paused else "video resumed"
-        for (source_id, kind), consumer in receiver.consumers.items():
-            if kind != "video":
-                continue
-            if paused:
-                consumer.pause()
-            else:
-                consumer.resume(now)  # at a keyframe, without a sequence gap
-            self.notify(source_id, {"type": "media.notice", "code": code, "message": text,
-                                    "peer": receiver.id, "direction": "sending"})
-        self.notify(receiver.id, {"type": "media.notice", "code": code, "message": text,
-                                  "direction": "receiving"})
-        self.fallbacks += paused
-
     def tick(self, now: float, reports: bool) -> None:
         """Feedback every 50 ms (`reports`: the once-a-second one). It loops over every
         participant and stream 20 times a second, so what only concerns publishers is
         skipped for everyone else without a call."""
-        if reports:
-            self.adapt()
+        self.adaptation.tick(now, reports)
         for participant in self.participants.values():
             if reports and participant.peer.connected:
                 participant.peer.follow_nominated_pair()

@@ -86,3 +86,55 @@ def test_feedback_is_found_in_a_compound_packet() -> None:
     compound = rr + fb + rr
     [offset] = list(iter_feedback(compound))
     assert parse_feedback(compound, offset).arrivals == [0, 1000]
+
+
+# The receive side: what publishers send us --------------------------------------------------
+
+def rtp_with_extensions(elements: bytes, *, two_byte: bool = False) -> bytes:
+    pad = -len(elements) % 4
+    block = elements + bytes(pad)
+    profile = b"\x10\x00" if two_byte else b"\xbe\xde"
+    return bytes((0x90, 96)) + bytes(10) + profile + (len(block) // 4).to_bytes(2, "big") \
+        + block + b"payload"
+
+
+def test_the_number_is_read_from_one_byte_and_two_byte_extensions() -> None:
+    from mediaserver.bwe.arrivals import twcc_number
+
+    # abs-send-time (id 2, 3 bytes), padding, transport-cc (id 5), mid (id 1)
+    one = rtp_with_extensions(b"\x22\x01\x02\x03" + b"\x00" + b"\x51\x12\x34" + b"\x10a")
+    assert twcc_number(one, 5) == 0x1234 and twcc_number(one, 7) == -1
+    two = rtp_with_extensions(b"\x02\x03\x01\x02\x03" + b"\x05\x02\xab\xcd", two_byte=True)
+    assert twcc_number(two, 5) == 0xABCD
+    assert twcc_number(bytes((0x80, 96)) + bytes(10) + b"x", 5) == -1  # no extension
+    assert twcc_number(one[:17], 5) == -1  # truncated
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(data=st.binary(min_size=1, max_size=60))
+def test_garbage_extensions_give_minus_one(data: bytes) -> None:
+    from mediaserver.bwe.arrivals import twcc_number
+
+    packet = bytes((0x90 | (data[0] & 0x0F), 96)) + bytes(10) + data
+    assert -1 <= twcc_number(packet, data[0] >> 4) <= 0xFFFF
+
+
+def test_arrivals_become_feedback_with_losses_reordering_and_the_wrap() -> None:
+    from mediaserver.bwe.arrivals import ArrivalRecorder
+
+    rec = ArrivalRecorder(5, media_ssrc=0xAB)
+    arrived = {65530: 1_000_000, 65531: 1_001_000, 65533: 1_004_000, 65532: 1_003_500,
+               0: 1_010_000, 2: 1_020_000}  # 65534, 65535 and 1 lost; 65532 late
+    for seq, at in arrived.items():
+        rec.record(seq, at)
+    [packet] = rec.feedback(sender_ssrc=7)
+    fb = parse_feedback(packet)
+    assert fb.base_seq == 65530 and fb.media_ssrc == 0xAB and len(fb.arrivals) == 9
+    expected = [arrived.get((65530 + i) & 0xFFFF) for i in range(9)]
+    assert [a if a is None else round(a / 250) * 250 for a in fb.arrivals] == \
+        [e if e is None else round(e / 250) * 250 for e in expected]
+    assert rec.feedback(sender_ssrc=7) == []  # nothing new
+    rec.record(1, 1_030_000)  # too late: already reported lost
+    rec.record(3, 1_031_000)
+    [again] = rec.feedback(sender_ssrc=7)
+    assert parse_feedback(again).base_seq == 3

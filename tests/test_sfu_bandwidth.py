@@ -136,10 +136,10 @@ async def test_stream_added_while_on_audio_only_stays_paused(backend: SfuBackend
         BUDGETS["tight"] = StoreBudget(downlink_bps=120_000)  # under the 150 kbps floor
         receiver = session.router().participants["staff:a"]
         for _ in range(60):
-            if receiver.video_gate.paused:
+            if receiver.video_paused:
                 break
             await asyncio.sleep(0.1)
-        assert receiver.video_gate.paused
+        assert receiver.video_paused
         # A colleague joins the call while staff:a is on audio only: their video must not
         # reach staff:a until its link recovers.
         await session.join("staff:c", colleague)
@@ -193,15 +193,15 @@ async def test_a_quiet_camera_is_not_mistaken_for_a_weak_link(backend: SfuBacken
         remb = asyncio.ensure_future(chromium_like_remb(staff, lambda: sum(
             c.octets + 12 * c.packets for c in receiver.consumers.values())))
         for _ in range(30):  # the REMB settles on what the staff member gets
-            estimate = receiver.estimate.remb_bps
+            estimate = receiver.bandwidth.remb.remb_bps
             if estimate is not None and estimate < backend.video_floor_bps:
                 break
             await asyncio.sleep(0.5)
-        assert receiver.estimate.remb_bps is not None and \
-            receiver.estimate.remb_bps < backend.video_floor_bps, \
+        assert receiver.bandwidth.remb.remb_bps is not None and \
+            receiver.bandwidth.remb.remb_bps < backend.video_floor_bps, \
             "the REMB never went under the floor: this scenario no longer tests anything"
         await asyncio.sleep(3)  # three more estimates at that level
-        assert not receiver.video_gate.paused
+        assert not receiver.video_paused
         assert not [m for _, m in session.notes if m.get("code") == "video_paused"]
         frames = staff.video_in()[0].frames
         await staff.wait_frames(frames + 30)

@@ -115,7 +115,7 @@ class SessionTryOn:
         camera's publisher is capped by REMB the same way for plain forwarding)."""
         receivers = list(live)
         for stream in self.streams.values():
-            rates = [r.available_bps for r in receivers if not r.video_gate.paused
+            rates = [r.available_bps for r in receivers if not r.video_paused
                      and any(c.producer is stream.producer for c in r.consumers.values())]
             if rates:
                 stream.set_bitrate(min(rates) - audio_bps)
