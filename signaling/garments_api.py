@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import Field
 
+from . import params
 from .config import TryOnConfig
-from .http_api import _Body, principal
+from .http_api import JsonNumber, _Body, parse_body, principal
 from .model import Role
 from .protocol import ErrorCode, ProtocolError
 
@@ -40,22 +41,48 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 MAX_UPLOAD_BYTES = 12 * 1024 * 1024  # base64 of the catalogue's 8 MiB PNG limit, plus JSON
+MAX_BASE64_CHARS = 4 * -(-8 * 1024 * 1024 // 3)  # the catalogue's MAX_PNG_BYTES, encoded
 THUMBNAIL_SIDE = 96
+# The catalogue strips its text fields and refuses an empty result: a field needs one
+# character that str.strip() keeps. These are the characters str.isspace() is true for,
+# spelled so that pydantic's regex engine and JSON Schema's read them alike.
+PYTHON_WHITESPACE = (r"\t\n\u000b\u000c\r\u001c-\u001f\u0020\u0085\u00a0\u1680"
+                     r"\u2000-\u200a\u2028\u2029\u202f\u205f\u3000")
+NOT_BLANK = f"[^{PYTHON_WHITESPACE}]"
+# What base64.b64decode(validate=True) decodes: whole 4-character groups, padded at the end.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class GarmentAnchors(_Body):
-    neck: list[float] = Field(min_length=2, max_length=2,
-                              description="neckline centre [x, y] in image pixels")
-    shoulder_width: float = Field(gt=0, description="seam-to-seam width in image pixels")
+    neck: list[JsonNumber] = Field(min_length=2, max_length=2,
+                                   description="neckline centre [x, y] in image pixels")
+    shoulder_width: JsonNumber = Field(gt=0,
+                                       description="seam-to-seam width in image pixels")
+
+
+def _text_field() -> Any:
+    return Field(min_length=1, max_length=200, pattern=NOT_BLANK)
 
 
 class GarmentBody(_Body):
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    name: str = Field(min_length=1, max_length=200)
-    sku: str = Field(min_length=1, max_length=200)
-    category: str = Field(min_length=1, max_length=200)
+    id: str = Field(min_length=1, max_length=64, pattern=params.anchored(
+        params.GARMENT_ID_PATTERN))
+    name: str = _text_field()
+    sku: str = _text_field()
+    category: str = _text_field()
     anchors: GarmentAnchors
-    image_base64: str = Field(min_length=1, description="the RGBA PNG, base64")
+    # The pattern is published here and enforced by GarmentStore.add, which refuses text
+    # that is not base64 as it refuses a bad PNG: 400 invalid_garment, with the reason.
+    image_base64: str = Field(
+        min_length=1, max_length=MAX_BASE64_CHARS,
+        description="the RGBA PNG (at most 8 MiB, 4096 px a side, 8 megapixels), base64; "
+        "the anchors must lie inside it", json_schema_extra={
+            "pattern": BASE64_PATTERN, "contentEncoding": "base64",
+            "contentMediaType": "image/png"})
+
+
+GARMENT_ID = params.Path("garment_id", params.Text(64, params.GARMENT_ID_PATTERN), "garment",
+                         ErrorCode.UNKNOWN_GARMENT)
 
 
 class GarmentStore:
@@ -168,8 +195,8 @@ async def add_garment(request: web.Request) -> web.Response:
 @routes.delete("/api/garments/{garment_id}")
 async def delete_garment(request: web.Request) -> web.Response:
     principal(request, Role.OPERATOR)
-    garment_id = request.match_info["garment_id"]
-    request.app[GARMENTS].remove(garment_id[:64])
+    garment_id = GARMENT_ID.read(request)
+    request.app[GARMENTS].remove(garment_id)
     return web.json_response({"garment": {"id": garment_id}})
 
 
@@ -187,16 +214,4 @@ async def _large_body(request: web.Request) -> GarmentBody:
             raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE,
                                 f"body exceeds the {MAX_UPLOAD_BYTES} byte limit")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        data = json.loads(raw or b"null")
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc!s:.200}") from None
-    try:
-        return GarmentBody.model_validate(data)
-    except ValidationError as exc:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]) or None, "problem": e["msg"]}
-                    for e in exc.errors(include_url=False, include_input=False)]
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE,
-                            "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5]),
-                            problems) from None
+    return parse_body(b"".join(chunks), GarmentBody)

@@ -10,11 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 from .auth import Principal, TokenError, bearer_token, new_shopper_id
 from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
@@ -28,6 +36,17 @@ from .model import (
     Role,
     StaffMember,
     Store,
+)
+from .params import (
+    ID_PATTERN,
+    ID_TEXT,
+    Choice,
+    Flag,
+    Integer,
+    Path,
+    Query,
+    Text,
+    read_all,
 )
 from .protocol import ErrorCode, ProtocolError
 from .switchboard import async_public, message_public, staff_public
@@ -72,6 +91,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
                 405: ErrorCode.INVALID_MESSAGE}.get(exc.status, ErrorCode.INVALID_MESSAGE)
         resp = error_response(code, exc.reason or "error")
         resp.set_status(exc.status)
+        if hdrs.ALLOW in exc.headers:  # a 405 names the methods the resource has (RFC 9110)
+            resp.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
         return resp
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -93,9 +114,14 @@ def principal(request: web.Request, *roles: Role) -> Principal:
 
 
 async def body_of(request: web.Request, model: type[M]) -> M:
+    return parse_body(await request.read(), model)
+
+
+def parse_body(raw: bytes, model: type[M]) -> M:
+    """JSON text to a validated model: 400 invalid_json or invalid_message naming the fields."""
     try:
-        raw = await request.read()
         data = json.loads(raw or b"null")
+        _refuse_lone_surrogates(data)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc!s:.200}") from None
     try:
@@ -108,37 +134,67 @@ async def body_of(request: web.Request, model: type[M]) -> M:
                             problems) from None
 
 
-def query_str(request: web.Request, name: str, max_len: int = 64) -> str | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    if len(value) > max_len:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{name}: at most {max_len} characters")
-    return value
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{name}: not an integer") from None
-    if not lo <= value <= hi:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{name}: between {lo} and {hi}")
-    return value
+def _refuse_lone_surrogates(data: Any) -> None:
+    """`"\\ud800"` is a string json.loads accepts but no UTF-8 (SQLite, a log line) can hold:
+    refused here as the invalid text it is (RFC 8259 section 8.2) rather than failing later
+    with a 500. Iterative, so it never recurses deeper than json.loads did."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError is a ValueError
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # Request bodies (also published in the OpenAPI document) -----------------------------------
+def _integral(value: Any) -> Any:
+    """JSON has one number type, and JSON Schema counts 2.0 as the integer 2: take it as 2.
+    Anything else goes to strict validation, which refuses bools and strings."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict: pydantic's lax mode would take `false` as 0, `1` as true and "12" as 12, none of
+# which the published schema (type integer, number, boolean) admits. Bounds go inside the
+# Annotated (nesting it in another would publish them as raw "gt"/"le", not JSON Schema).
+JsonNumber = Annotated[float, Strict()]
+JsonBool = Annotated[bool, Strict()]
+Kbps = Annotated[int, Strict(), Field(gt=0, le=100_000_000), BeforeValidator(_integral)]
+MaxConversations = Annotated[int, Strict(), Field(ge=1, le=20), BeforeValidator(_integral)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OutcomeBody(_Body):
-    order_placed: bool
-    order_value: float | None = Field(default=None, ge=0)
+    order_placed: JsonBool
+    # Bounded so sums and averages over many conversations stay finite in the reports.
+    order_value: JsonNumber | None = Field(default=None, ge=0, le=1e12)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    # The rules `check_consistency` enforces, in the document's words (JSON Schema).
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"if": {"required": ["order_placed", "order_value"],
+                "properties": {"order_placed": {"const": True},
+                               "order_value": {"type": "number"}}},
+         "then": {"required": ["currency"], "properties": {"currency": {"type": "string"}}}},
+        {"if": {"required": ["order_placed"], "properties": {"order_placed": {"const": False}}},
+         "then": {"properties": {"order_value": {"anyOf": [{"type": "null"}, {"const": 0}]}}}},
+    ]})
+
+    @model_validator(mode="after")
+    def check_consistency(self) -> Self:
+        if self.order_placed and self.order_value is not None and self.currency is None:
+            raise ValueError("currency: needed with order_value")
+        if not self.order_placed and self.order_value:
+            raise ValueError("order_value: only with an order placed")
+        return self
 
 
 class AsyncAnswerBody(_Body):
@@ -147,19 +203,49 @@ class AsyncAnswerBody(_Body):
 
 class StoreBody(_Body):
     name: str = Field(min_length=1, max_length=200)
-    overflow: bool = True
-    uplink_kbps: int | None = Field(default=None, gt=0)
-    downlink_kbps: int | None = Field(default=None, gt=0)
-    staff_cost_per_hour: float | None = Field(default=None, ge=0)
+    overflow: JsonBool = True
+    # At most 100 Gbit/s: beyond any shop's link, and far inside SQLite's 64-bit integers
+    # (an unbounded one reached the database and failed there with a 500).
+    uplink_kbps: Kbps | None = None
+    downlink_kbps: Kbps | None = None
+    staff_cost_per_hour: JsonNumber | None = Field(default=None, ge=0, le=1e6)
 
 
 class StaffBody(_Body):
     name: str = Field(min_length=1, max_length=200)
-    store: str = Field(min_length=1, max_length=64)
-    skills: list[str] = []
-    languages: list[str] = []
-    max_conversations: int = Field(default=2, ge=1, le=20)
+    store: str = Field(min_length=1, max_length=64, description="an existing store's id")
+    # As long as what a shopper's query can name (`skill`, `language` parameters).
+    skills: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default=[], max_length=100)
+    languages: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default=[], max_length=100)
+    max_conversations: MaxConversations = 2
     channels: list[Channel] = list(Channel)
+
+
+# Parameters (also published in the OpenAPI document) ----------------------------------------
+class Params:
+    """Each endpoint's query and path parameters, read by its handler, listed by openapi.py."""
+
+    availability: ClassVar = (
+        Query("store", Text(64), "store id; absent: any store (an unknown one: 404)"),
+        Query("skill", Text(64), "wanted skill"),
+        Query("language", Text(16), "shopper language (ISO 639-1)"))
+    conversations: ClassVar = (
+        Query("state", Choice(tuple(s.value for s in ConversationState)), "conversation state"),
+        Query("store", Text(64), "store id"),
+        Query("staff", Text(64), "staff id (operators; others only see their own)"),
+        Query("limit", Integer(1, 1000), "rows to return (default 100)", 100),
+        Query("offset", Integer(0, 10**9), "rows to skip (default 0)", 0))
+    async_messages: ClassVar = (
+        Query("answered", Flag(), "true: answered only; false: unanswered only; absent: all"),
+        Query("limit", Integer(1, 1000), "rows to return (default 100)", 100))
+    conversation_id: ClassVar = Path("conversation_id", Text(64, ID_PATTERN), "conversation")
+    message_id: ClassVar = Path("message_id", Integer(1, 2**63 - 1), "asynchronous message")
+    store_id: ClassVar = Path("store_id", Text(64, ID_PATTERN, ID_TEXT), "store",
+                              ErrorCode.INVALID_MESSAGE)
+    staff_id: ClassVar = Path("staff_id", Text(64, ID_PATTERN, ID_TEXT), "staff member",
+                              ErrorCode.INVALID_MESSAGE)
 
 
 # Public ----------------------------------------------------------------------------------
@@ -179,11 +265,11 @@ async def shopper_token(request: web.Request) -> web.Response:
 @routes.get("/api/availability")
 async def availability(request: web.Request) -> web.Response:
     switchboard = request.app[SWITCHBOARD]
-    store = query_str(request, "store")
+    q = read_all(request, Params.availability)
+    store = q["store"]
     if store is not None and store not in switchboard.stores:
         raise ProtocolError(ErrorCode.NOT_FOUND, f"unknown store {store!r}")
-    ctx = ConversationContext(store_id=store, skill=query_str(request, "skill"),
-                              language=query_str(request, "language", 16))
+    ctx = ConversationContext(store_id=store, skill=q["skill"], language=q["language"])
     return web.json_response(switchboard.availability(ctx).to_json(),
                              headers={"Cache-Control": "no-store"})
 
@@ -209,7 +295,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     who = principal(request, Role.SHOPPER, Role.STAFF, Role.OPERATOR)
     storage = request.app[STORAGE]
     switchboard = request.app[SWITCHBOARD]
-    cid = request.match_info["conversation_id"]
+    cid = Params.conversation_id.read(request)
     await switchboard.flush()
     conv = await storage.get_conversation(cid)
     if conv is None:
@@ -246,20 +332,16 @@ async def get_conversation(request: web.Request) -> web.Response:
 @routes.get("/api/conversations")
 async def list_conversations(request: web.Request) -> web.Response:
     who = principal(request, Role.SHOPPER, Role.STAFF, Role.OPERATOR)
-    state = query_str(request, "state")
-    try:
-        states = [ConversationState(state)] if state else None
-    except ValueError:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"state: unknown {state!r}") from None
-    filters: dict[str, Any] = {"store_id": query_str(request, "store"), "states": states,
-                               "limit": query_int(request, "limit", 100, 1, 1000),
-                               "offset": query_int(request, "offset", 0, 0, 10**9)}
+    q = read_all(request, Params.conversations)
+    filters: dict[str, Any] = {
+        "store_id": q["store"], "limit": q["limit"], "offset": q["offset"],
+        "states": None if q["state"] is None else [ConversationState(q["state"])]}
     if who.role is Role.SHOPPER:
         filters["shopper_id"] = who.subject
     elif who.role is Role.STAFF:
         filters["staff_id"] = who.subject
     else:
-        filters["staff_id"] = query_str(request, "staff")
+        filters["staff_id"] = q["staff"]
     await request.app[SWITCHBOARD].flush()
     convs = await request.app[STORAGE].list_conversations(**filters)
     view = request.app[SWITCHBOARD].conversation_view
@@ -271,9 +353,9 @@ async def report_outcome(request: web.Request) -> web.Response:
     """Whether the conversation led to an order: from the shop's back end (operator token),
     or from a staff member who handled it, when the shop has no back-end feed."""
     who = principal(request, Role.OPERATOR, Role.STAFF)
+    cid = Params.conversation_id.read(request)
     body = await body_of(request, OutcomeBody)
     storage = request.app[STORAGE]
-    cid = request.match_info["conversation_id"]
     await request.app[SWITCHBOARD].flush()
     conv = await storage.get_conversation(cid)
     if conv is None:
@@ -284,10 +366,6 @@ async def report_outcome(request: web.Request) -> web.Response:
             for e in await storage.list_events(cid)):
         # Only staff who handled it; to others it does not exist (ids cannot be probed).
         raise ProtocolError(ErrorCode.NOT_FOUND, f"no conversation {cid!r}")
-    if body.order_placed and body.order_value is not None and body.currency is None:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "currency: needed with order_value")
-    if not body.order_placed and body.order_value:
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "order_value: only with an order placed")
     now = time.time()
     outcome = Outcome(cid, body.order_placed, body.order_value, body.currency, actor, now)
     await storage.set_outcome(outcome, [ConversationEvent(
@@ -299,10 +377,9 @@ async def report_outcome(request: web.Request) -> web.Response:
 @routes.get("/api/async-messages")
 async def list_async(request: web.Request) -> web.Response:
     who = principal(request, Role.STAFF, Role.OPERATOR)
-    raw = request.query.get("answered")
-    answered = None if raw is None else raw.lower() in ("1", "true", "yes")
+    q = read_all(request, Params.async_messages)
+    answered, limit = q["answered"], q["limit"]
     storage = request.app[STORAGE]
-    limit = query_int(request, "limit", 100, 1, 1000)
     await request.app[SWITCHBOARD].flush()
     if who.role is Role.STAFF:
         live = request.app[SWITCHBOARD].staff.get(who.subject)
@@ -327,10 +404,7 @@ def _staff_may_answer(member: StaffMember, store_id: str | None, skill: str | No
 @routes.post("/api/async-messages/{message_id}/answer")
 async def answer_async(request: web.Request) -> web.Response:
     who = principal(request, Role.STAFF)
-    try:
-        message_id = int(request.match_info["message_id"])
-    except ValueError:
-        raise ProtocolError(ErrorCode.NOT_FOUND, "no such message") from None
+    message_id = Params.message_id.read(request)
     body = await body_of(request, AsyncAnswerBody)
     switchboard = request.app[SWITCHBOARD]
     existing = await request.app[STORAGE].get_async_message(message_id)
@@ -353,7 +427,7 @@ async def list_stores(request: web.Request) -> web.Response:
 @routes.put("/api/stores/{store_id}")
 async def put_store(request: web.Request) -> web.Response:
     principal(request, Role.OPERATOR)
-    store_id = _path_id(request, "store_id")
+    store_id = Params.store_id.read(request)
     body = await body_of(request, StoreBody)
     store = Store(store_id, body.name, body.overflow, body.uplink_kbps, body.downlink_kbps,
                   body.staff_cost_per_hour)
@@ -371,7 +445,7 @@ async def list_staff(request: web.Request) -> web.Response:
 @routes.put("/api/staff/{staff_id}")
 async def put_staff(request: web.Request) -> web.Response:
     principal(request, Role.OPERATOR)
-    staff_id = _path_id(request, "staff_id")
+    staff_id = Params.staff_id.read(request)
     body = await body_of(request, StaffBody)
     switchboard = request.app[SWITCHBOARD]
     if body.store not in switchboard.stores:
@@ -415,14 +489,6 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
     return web.json_response({"status": "ready"})
-
-
-def _path_id(request: web.Request, name: str) -> str:
-    value = request.match_info[name]
-    if not 1 <= len(value) <= 64 or not value.replace("-", "").replace("_", "").isalnum():
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE,
-                            f"{name}: 1-64 letters, digits, '-' or '_'")
-    return value
 
 
 def store_public(s: Store) -> dict[str, Any]:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 import time
 import zoneinfo
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -34,9 +32,10 @@ from .kpis import (
     StorePlan,
 )
 from .model import Role
+from .params import Choice, Flag, Instant, Integer, Number, Query, Text, TimeZone, Week, read_all
 from .protocol import ErrorCode, ProtocolError
 from .reporting import SQLiteReports
-from .weekly_report import parse_week, previous_week, render, week_bounds
+from .weekly_report import previous_week, render, week_bounds
 
 __all__ = ["routes"]
 
@@ -59,52 +58,56 @@ STAFFING_ASSUMPTIONS = (
 
 
 # Query parameters ------------------------------------------------------------------------
+# Every report refuses parameters it does not know (and any given twice), so a typo such as
+# `stor=` fails loudly instead of silently reporting on every store.
 def _bad(message: str) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_MESSAGE, message)
 
 
-def _only(request: web.Request, allowed: Iterable[str]) -> None:
-    allowed = set(allowed)
-    unknown = sorted(set(request.query) - allowed)
-    if unknown:
-        raise _bad(f"unknown query parameter {unknown[0]!r}; expected one of "
-                   f"{', '.join(sorted(allowed))}")
-    for name in request.query:
-        if len(request.query.getall(name)) > 1:
-            raise _bad(f"{name}: give it once")
+_FROM = Query("from", Instant(), "start, inclusive: unix seconds, or an ISO 8601 date or "
+              "date-time in 2000-2099 (no offset: UTC); default `to` - 7 days. Must be "
+              f"before `to`, and at most {MAX_PERIOD_S // 86400} days before it")
+_TO = Query("to", Instant(), "end, exclusive, in the same forms as `from` (default: now)")
+_FORMAT = Query("format", Choice(("json", "csv")), "json (default) or csv", "json")
+_IDS = Query("ids", Flag(), "list the conversation ids behind each figure (default true)",
+             True)
+_CHANNEL = Query("channel", Choice(CHANNELS),
+                 "chat, audio, video (without try-on) or video_tryon")
+_SKILL = Query("skill", Text(64), "skill")
+_KNOWN_STORE = Query("store", Text(64), "an existing store's id (unknown: 400); absent: every "
+                     "store")
 
 
-def _text(request: web.Request, name: str, max_len: int = 64) -> str | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    if len(value) > max_len:
-        raise _bad(f"{name}: at most {max_len} characters")
-    return value
+def _tz_param(what: str) -> Query:
+    return Query("tz", TimeZone(), f"IANA time zone of the {what} (default UTC)",
+                 zoneinfo.ZoneInfo("UTC"))
 
 
-def parse_instant(name: str, raw: str) -> float:
-    """Unix seconds, or ISO 8601 (date alone = 00:00 UTC; no offset = UTC)."""
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise _bad(f"{name}: not unix seconds or an ISO 8601 date/time: {raw[:40]!r}"
-                       ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    if not math.isfinite(value) or not 0 <= value < 2**33:
-        raise _bad(f"{name}: unix seconds out of range")
-    return value
+class Params:
+    """Each report's query parameters, read by its handler, listed by openapi.py."""
+
+    kpis: ClassVar = (_FROM, _TO, _FORMAT, _IDS, Query("store", Text(64), "store id"),
+                      _CHANNEL, _SKILL)
+    staff: ClassVar = (_FROM, _TO, _FORMAT, _IDS,
+                       Query("store", Text(64), "the staff members' store"))
+    daily: ClassVar = (*kpis, _tz_param("days"))
+    weekly: ClassVar = (
+        Query("week", Week(), "ISO week such as 2026-W07, in 2000-2099 (default: the last "
+              "complete week)"),
+        _KNOWN_STORE, _tz_param("week"),
+        Query("format", Choice(("html", "md")), "html (default) or md", "html"))
+    staffing: ClassVar = (
+        _KNOWN_STORE,
+        Query("target_share", Number(0.0, 1.0, lo_open=True, hi_open=True),
+              "share answered within target_wait_s, 0-1 exclusive (default 0.8)", 0.8),
+        Query("target_wait_s", Number(0.0, 3600.0), "0-3600 (default 60)", 60.0),
+        Query("weeks", Integer(1, 12), "weeks of history, 1-12 (default 4)", 4),
+        _tz_param("hours"), _FORMAT)
 
 
-def _period(request: web.Request, now: float) -> tuple[float, float]:
-    raw_from, raw_to = _text(request, "from", 40), _text(request, "to", 40)
-    end = now if raw_to is None else parse_instant("to", raw_to)
-    start = end - DEFAULT_PERIOD_S if raw_from is None else parse_instant("from", raw_from)
+def _period(q: dict[str, Any], now: float) -> tuple[float, float]:
+    end = now if q["to"] is None else q["to"]
+    start = end - DEFAULT_PERIOD_S if q["from"] is None else q["from"]
     if start >= end:
         raise _bad("from: must be before to")
     if end - start > MAX_PERIOD_S:
@@ -112,56 +115,10 @@ def _period(request: web.Request, now: float) -> tuple[float, float]:
     return start, end
 
 
-def _number(request: web.Request, name: str, default: float, lo: float, hi: float,
-            *, lo_open: bool = False, hi_open: bool = False) -> float:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _bad(f"{name}: not a number") from None
-    below = value <= lo if lo_open else value < lo
-    above = value >= hi if hi_open else value > hi
-    if not math.isfinite(value) or below or above:
-        raise _bad(f"{name}: between {lo} and {hi}"
-                   f"{' (exclusive)' if lo_open or hi_open else ''}")
-    return value
-
-
-def _flag(request: web.Request, name: str, default: bool) -> bool:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes"):
-        return True
-    if lowered in ("0", "false", "no"):
-        return False
-    raise _bad(f"{name}: true or false")
-
-
-def _format(request: web.Request) -> str:
-    fmt = request.query.get("format", "json") or "json"
-    if fmt not in ("json", "csv"):
-        raise _bad("format: json or csv")
-    return fmt
-
-
-def _channel(request: web.Request) -> str | None:
-    channel = _text(request, "channel")
-    if channel is not None and channel not in CHANNELS:
-        raise _bad(f"channel: one of {', '.join(CHANNELS)}")
-    return channel
-
-
-def _tz(request: web.Request) -> tuple[str, zoneinfo.ZoneInfo]:
-    name = _text(request, "tz") or "UTC"
-    try:
-        return name, zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _bad(f"tz: unknown time zone {name!r} (IANA names such as Europe/Paris)"
-                   ) from None
+def _known_store(request: web.Request, store: str | None) -> str | None:
+    if store is not None and store not in request.app[SWITCHBOARD].stores:
+        raise _bad(f"store: unknown store {store!r}")
+    return store
 
 
 def _iso(ts: float) -> str:
@@ -187,19 +144,15 @@ def _cell(value: Any) -> Any:
 
 
 # Handlers --------------------------------------------------------------------------------
-_PERIOD_PARAMS = ("from", "to", "format", "ids")
-
-
 @routes.get("/api/reports/kpis")
 async def report_kpis(request: web.Request) -> web.StreamResponse:
     """Figures for conversations opened in [from, to) matching store, channel and skill."""
     principal(request, Role.OPERATOR)
-    _only(request, (*_PERIOD_PARAMS, "store", "channel", "skill"))
+    q = read_all(request, Params.kpis, strict=True)
     now = time.time()
-    start, end = _period(request, now)
-    filters = Filters(store=_text(request, "store"), channel=_channel(request),
-                      skill=_text(request, "skill"))
-    fmt, with_ids = _format(request), _flag(request, "ids", True)
+    start, end = _period(q, now)
+    filters = Filters(store=q["store"], channel=q["channel"], skill=q["skill"])
+    fmt, with_ids = q["format"], q["ids"]
     figures = await (await _reports(request)).kpis(start, end, now, filters)
     if fmt == "csv":
         rows: list[list[Any]] = [["figure", "currency", "unit", "value", "count",
@@ -225,11 +178,11 @@ def _period_json(start: float, end: float) -> dict[str, Any]:
 async def report_staff(request: web.Request) -> web.StreamResponse:
     """Per staff member: online time, handled conversations, calls, AHT, revenue, ratings."""
     principal(request, Role.OPERATOR)
-    _only(request, (*_PERIOD_PARAMS, "store"))
+    q = read_all(request, Params.staff, strict=True)
     now = time.time()
-    start, end = _period(request, now)
-    store = _text(request, "store")
-    fmt, with_ids = _format(request), _flag(request, "ids", True)
+    start, end = _period(q, now)
+    store = q["store"]
+    fmt, with_ids = q["format"], q["ids"]
     reports = await (await _reports(request)).staff(start, end, now, store)
     if fmt == "csv":
         return _csv(_staff_rows(reports), "staff.csv")
@@ -265,22 +218,14 @@ def _staff_rows(reports: list[StaffReport]) -> list[list[Any]]:
 async def report_staffing(request: web.Request) -> web.StreamResponse:
     """Staff to have online per hour of next week, per store, plus last week's missed."""
     principal(request, Role.OPERATOR)
-    _only(request, ("store", "target_share", "target_wait_s", "weeks", "tz", "format"))
-    store = _text(request, "store")
-    switchboard = request.app[SWITCHBOARD]
-    if store is not None and store not in switchboard.stores:
-        raise _bad(f"store: unknown store {store!r}")
-    target_share = _number(request, "target_share", 0.8, 0.0, 1.0, lo_open=True,
-                           hi_open=True)
-    target_wait_s = _number(request, "target_wait_s", 60.0, 0.0, 3600.0)
-    weeks = _number(request, "weeks", 4, 1, 12)
-    if weeks != int(weeks):
-        raise _bad("weeks: a whole number of weeks")
-    tz_name, tz = _tz(request)
-    fmt = _format(request)
+    q = read_all(request, Params.staffing, strict=True)
+    store = _known_store(request, q["store"])
+    target_share, target_wait_s, weeks = q["target_share"], q["target_wait_s"], q["weeks"]
+    tz = q["tz"]
+    tz_name, fmt = tz.key, q["format"]
     now = time.time()
     plans = await (await _reports(request)).staffing(
-        now=now, weeks=int(weeks), tz=tz, store=store,
+        now=now, weeks=weeks, tz=tz, store=store,
         default_aht_s=request.app[SETTINGS].routing.default_handle_time_s,
         target_share=target_share, target_wait_s=target_wait_s)
     if fmt == "csv":
@@ -296,7 +241,7 @@ async def report_staffing(request: web.Request) -> web.StreamResponse:
         return _csv(rows, "staffing.csv")
     return web.json_response({
         "generated_at": now,
-        "history": {**_period_json(now - int(weeks) * 7 * 86400, now), "weeks": int(weeks)},
+        "history": {**_period_json(now - weeks * 7 * 86400, now), "weeks": weeks},
         "last_week": _period_json(now - 7 * 86400, now),
         "tz": tz_name, "target_share": target_share, "target_wait_s": target_wait_s,
         "weekdays": list(WEEKDAYS),
@@ -332,13 +277,12 @@ def _plan_json(plan: StorePlan) -> dict[str, Any]:
 async def report_daily(request: web.Request) -> web.StreamResponse:
     """Per calendar day: conversations, misses, orders, conversion, revenue, ratings."""
     principal(request, Role.OPERATOR)
-    _only(request, (*_PERIOD_PARAMS, "store", "channel", "skill", "tz"))
+    q = read_all(request, Params.daily, strict=True)
     now = time.time()
-    start, end = _period(request, now)
-    filters = Filters(store=_text(request, "store"), channel=_channel(request),
-                      skill=_text(request, "skill"))
-    tz_name, tz = _tz(request)
-    fmt, with_ids = _format(request), _flag(request, "ids", True)
+    start, end = _period(q, now)
+    filters = Filters(store=q["store"], channel=q["channel"], skill=q["skill"])
+    tz = q["tz"]
+    tz_name, fmt, with_ids = tz.key, q["format"], q["ids"]
     days = await (await _reports(request)).daily(start, end, filters, tz)
     if fmt == "csv":
         return _csv(_day_rows(days), "daily.csv")
@@ -376,21 +320,14 @@ _REPORT_TYPES = {"md": "text/markdown", "html": "text/html"}
 async def report_weekly(request: web.Request) -> web.StreamResponse:
     """The weekly report file (Markdown, or HTML with inline SVG charts), as the CLI makes it."""
     principal(request, Role.OPERATOR)
-    _only(request, ("week", "store", "tz", "format"))
-    fmt = request.query.get("format", "html") or "html"
-    if fmt not in _REPORT_TYPES:
-        raise _bad("format: md or html")
-    store = _text(request, "store")
-    settings, switchboard = request.app[SETTINGS], request.app[SWITCHBOARD]
-    if store is not None and store not in switchboard.stores:
-        raise _bad(f"store: unknown store {store!r}")
-    tz_name, tz = _tz(request)
+    q = read_all(request, Params.weekly, strict=True)
+    fmt = q["format"]
+    store = _known_store(request, q["store"])
+    settings = request.app[SETTINGS]
+    tz = q["tz"]
+    tz_name = tz.key
     now = time.time()
-    raw_week = _text(request, "week", 10)
-    try:
-        year, week = previous_week(now, tz) if raw_week is None else parse_week(raw_week)
-    except ValueError as exc:
-        raise _bad(f"week: {exc}") from None
+    year, week = previous_week(now, tz) if q["week"] is None else q["week"]
     start, end = week_bounds(year, week, tz)
     data = await (await _reports(request)).weekly(
         week=f"{year}-W{week:02d}", start=start, end=end, now=now, store=store,

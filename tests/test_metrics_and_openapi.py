@@ -94,3 +94,11 @@ async def test_openapi_document_is_valid_and_complete(server, tmp_path: Path):
             assert "200" in op["responses"], (path, method)
             if "security" in op:
                 assert "401" in op["responses"] and "403" in op["responses"], (path, method)
+    # Links (which response field feeds which operation's parameter) name real operations.
+    operation_ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+    for ops in spec["paths"].values():
+        for op in ops.values():
+            for response in op["responses"].values():
+                for link in response.get("links", {}).values():
+                    assert link["operationId"] in operation_ids, link
