@@ -249,6 +249,16 @@ class MediaAnswer(Inbound):
     sdp: Annotated[str, Field(min_length=1, max_length=65536)]
 
 
+class MediaState(Inbound):
+    """What the sender's own devices do: its camera turned off or on (a tile says "camera
+    off" only when its owner said so, never because frames stopped on a weak link)."""
+
+    roles = _PARTICIPANTS
+    type: Literal["media.state"]
+    call_id: Id
+    camera: Literal["on", "off"]
+
+
 class TryOnSet(Inbound):
     """Virtual try-on on the shopper's own camera: on with a garment (again to switch), or
     off. Only the shopper decides what is drawn on their image."""
@@ -296,7 +306,7 @@ INBOUND: dict[str, type[Inbound]] = {
         Hello, Ping, PresenceSet, ConversationOpen, ConversationResume, ConversationAccept,
         ConversationDecline, ConversationTransfer, ConversationClose, ChatSend, ChatTyping,
         ChatRead, CallPropose, CallAccept, CallDecline, CallEnd, CallInvite, CallJoin,
-        CallLeave, MediaOffer, MediaAnswer,
+        CallLeave, MediaOffer, MediaAnswer, MediaState,
         TryOnSet, FeedbackSubmit, AsyncLeave, QueueList,
     )
 }
@@ -312,6 +322,7 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "call.proposed", "call.declined", "call.started", "call.ended",
     "call.invited", "call.joined", "call.left",
     "media.offer", "media.answer", "media.notice", "media.layer", "media.sources",
+    "media.state",
     "tryon.state",
     "async.answered",
     "server.shutdown",

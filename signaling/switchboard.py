@@ -72,6 +72,7 @@ from .protocol import (
     Inbound,
     MediaAnswer,
     MediaOffer,
+    MediaState,
     PresenceSet,
     ProtocolError,
     TryOnSet,
@@ -166,6 +167,8 @@ class Switchboard:
         # Colleagues brought into a running call: invited (not yet there) and joined.
         self._invited: dict[str, set[str]] = {}  # call id -> staff ids
         self._guests: dict[str, set[str]] = {}  # call id -> staff ids
+        # Who in a call turned their camera off (participant ids), told to whoever joins.
+        self._camera_off: dict[str, set[str]] = {}
         self._pending: set[asyncio.Future[Any]] = set()
         self._queue_dirty = False
         self._ticker: asyncio.Task[None] | None = None
@@ -192,6 +195,7 @@ class Switchboard:
             "call.leave": self._on_call_leave,
             "media.offer": self._on_media_offer,
             "media.answer": self._on_media_answer,
+            "media.state": self._on_media_state,
             "tryon.set": self._on_tryon_set,
             "feedback.submit": self._on_feedback,
             "async.leave": self._on_async_leave,
@@ -1003,6 +1007,7 @@ class Switchboard:
         return {"call": self._call_public(call)}
 
     def _forget_call(self, call: Call) -> None:
+        self._camera_off.pop(call.id, None)
         self._calls.pop(call.id, None)
         self._call_of.pop(call.conversation_id, None)
 
@@ -1123,14 +1128,30 @@ class Switchboard:
         call, _ = self._call(conn, msg.call_id)
         if call.media_session_id is None:
             raise ProtocolError(ErrorCode.INVALID_STATE, "the call has not started")
+        actor = actor_of(conn.principal)
         try:
-            sdp = await self.media.offer(call.media_session_id, actor_of(conn.principal),
-                                         msg.sdp)
+            sdp = await self.media.offer(call.media_session_id, actor, msg.sdp)
         except MediaUnavailable as exc:
             raise ProtocolError(ErrorCode.MEDIA_UNAVAILABLE, str(exc)) from None
         except MediaNegotiationError as exc:
             raise ProtocolError(ErrorCode.NEGOTIATION_FAILED, str(exc)) from None
+        # A device joining (or rejoining after a reload) learns whose camera is off.
+        for other in sorted(self._camera_off.get(call.id, set()) - {actor}):
+            conn.send({"type": "media.state", "call_id": call.id, "participant_id": other,
+                       "camera": "off"})
         return {"call_id": call.id, "sdp": sdp}
+
+    async def _on_media_state(self, conn: Connection, msg: MediaState) -> dict[str, Any]:
+        call, conv = self._call(conn, msg.call_id)
+        actor = actor_of(conn.principal)
+        off = self._camera_off.setdefault(call.id, set())
+        if msg.camera == "off":
+            off.add(actor)
+        else:
+            off.discard(actor)
+        self._send_call(call, conv, {"type": "media.state", "call_id": call.id,
+                                     "participant_id": actor, "camera": msg.camera})
+        return {"call_id": call.id, "camera": msg.camera}
 
     async def _on_media_answer(self, conn: Connection, msg: MediaAnswer) -> dict[str, Any]:
         call, _ = self._call(conn, msg.call_id)

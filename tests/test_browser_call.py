@@ -268,7 +268,7 @@ def test_camera_off_shows_camera_off_not_black(tmp_path: Path, contexts: Context
         expect(widget.locator(".stage-self .self-off")).to_be_visible()
         off = column.locator(".remote-tile .remote-off")
         expect(off).to_be_visible()
-        expect(off).to_have_attribute("data-state", "off")
+        expect(off).to_have_attribute("data-state", "camera-off")  # said, not guessed
         expect(off).to_contain_text("Shopper's camera is off")
         snap(staff, "staff-console-camera-off")
 
@@ -418,8 +418,8 @@ def test_switch_camera_without_renegotiation(tmp_path: Path, contexts: Contexts,
             assert sent.count("media.offer") == offers, "switching cameras renegotiated"
             expect(widget.locator(".stage-self video")).to_have_js_property("paused", False)
 
-            picked = shopper.evaluate("""async () => {
-              const { nextCameraId, nextCameraConstraint } = await import('/static/media.js');
+            picked = shopper.evaluate("""async (url) => {
+              const { nextCameraId, nextCameraConstraint } = await import(url);
               const cams = [{ deviceId: 'front' }, { deviceId: 'back' }];
               return [nextCameraId(cams, 'front'), nextCameraId(cams, 'back'),
                 nextCameraId(cams, 'unknown'), nextCameraId([{ deviceId: 'front' }], 'front'),
@@ -428,7 +428,7 @@ def test_switch_camera_without_renegotiation(tmp_path: Path, contexts: Contexts,
                 nextCameraConstraint({ facingMode: 'environment' }, cams),
                 nextCameraConstraint({ deviceId: 'back' }, cams),
                 nextCameraConstraint({ facingMode: 'user' }, [{ deviceId: 'front' }])];
-            }""")
+            }""", f"{server.base_url}/static/media.js")
             assert picked == [
                 "back", "front", "front", None, None,
                 {"facingMode": {"exact": "environment"}}, {"facingMode": {"exact": "user"}},

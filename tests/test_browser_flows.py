@@ -121,8 +121,12 @@ def open_widget(page: Any, server: ServerProcess) -> Any:
 def availability(page: Any, query: str) -> dict[str, Any]:
     """What the server says right now, asked the way the widget asks."""
     return page.evaluate(
-        "(q) => fetch('/api/availability?' + q, {cache: 'no-store'}).then((r) => r.json())",
-        query)
+        """(q) => {
+          // shopcall's origin, from the shop page's widget tag (the page is the shop's own)
+          const server = new URL(document.querySelector('script[src*="widget.js"]').src).origin;
+          return fetch(server + '/api/availability?' + q, {cache: 'no-store'})
+            .then((r) => r.json());
+        }""", query)
 
 
 def check_channels(widget: Any, offered: dict[str, Any]) -> None:

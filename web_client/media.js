@@ -113,6 +113,9 @@ export class CallMedia {
     this.localStream = null;
     this.remote = new Map(); // track id -> {track, mid}
     this.sources = new Map(); // mid -> {participant_id, name, kind}, from media.sources
+    // What the server said of each other participant's video: {cameraOff} from media.state,
+    // {paused, layer} from media.layer (this device's link). Tiles say why video stopped.
+    this.peers = new Map(); // participant id -> {cameraOff, paused, layer}
     this.state = 'new'; // new | starting | connecting | connected | reconnecting | failed | closed
     this.muted = false;
     this.cameraOff = !this.wantCamera;
@@ -132,6 +135,21 @@ export class CallMedia {
     this._audioIn = { packets: 0, at: 0 };
     this._connectedAt = 0;
     this._flowTimer = null;
+    // What the server says of the others' video, for this call (both pages need it, so it
+    // is followed here rather than in each page), and our camera state for them.
+    this._clientOffs = client && client.on ? [
+      client.on('media.state', (m) => {
+        if (m.call_id === this.callId) this.setPeerCamera(m.participant_id, m.camera === 'off');
+      }),
+      client.on('media.layer', (m) => {
+        if (m.call_id === this.callId && m.from) this.setPeerLayer(m.from, m);
+      }),
+    ] : [];
+    this.on('camera', ({ off }) => {
+      if (this.client && this.client.notify) {
+        this.client.notify('media.state', { call_id: this.callId, camera: off ? 'off' : 'on' });
+      }
+    });
   }
 
   on(type, handler) {
@@ -146,6 +164,38 @@ export class CallMedia {
       .filter((source) => source && source.mid != null)
       .map((source) => [String(source.mid), source]));
     this._emit('sources', this.sources);
+  }
+
+  /** `media.state` from the server: another participant turned its camera off or on. */
+  setPeerCamera(participantId, off) {
+    this._peer(participantId).cameraOff = !!off;
+    this._emit('peers', this.peers);
+  }
+
+  /** `media.layer` from the server: one source's video for this device, thinned or paused. */
+  setPeerLayer(participantId, { layer = null, paused = false } = {}) {
+    const peer = this._peer(participantId);
+    peer.layer = layer == null ? null : Number(layer);
+    peer.paused = !!paused;
+    this._emit('peers', this.peers);
+  }
+
+  peerState(participantId) {
+    return this.peers.get(participantId) || { cameraOff: false, paused: false, layer: null };
+  }
+
+  _peer(participantId) {
+    let peer = this.peers.get(participantId);
+    if (!peer) {
+      peer = { cameraOff: false, paused: false, layer: null };
+      this.peers.set(participantId, peer);
+    }
+    return peer;
+  }
+
+  /** Decoded frames per second of a remote video track, over the last half second. */
+  remoteFps(trackId) {
+    return (this._flow.get(trackId) || {}).fps || 0;
   }
 
   /** Who a remote track comes from ({participant_id, name}), once the server said. */
@@ -199,6 +249,9 @@ export class CallMedia {
       }
     }
     this._setState('connecting');
+    // A video call joined without camera (declined, refused or none): say so, so the
+    // others' tiles read "camera off" rather than guess from missing frames.
+    if (this.kind === 'video' && !video) this._emit('camera', { off: true });
     await this._enqueue(() => this._offer());
   }
 
@@ -475,6 +528,7 @@ export class CallMedia {
       if (off) {
         this.cameraOff = true;
         this._emit('controls', this);
+        this._emit('camera', { off: true }); // the page tells the others (media.state)
         await this._putCamera(null);
       } else {
         let track;
@@ -490,6 +544,7 @@ export class CallMedia {
         }
         await this._putCamera(track);
         this.cameraOff = false;
+        this._emit('camera', { off: false });
       }
       this._emit('controls', this);
     });
@@ -516,6 +571,7 @@ export class CallMedia {
     }
     this.cameraAvailable = true;
     this.cameraOff = false;
+    this._emit('camera', { off: false });
     await this._putCamera(track);
     transceiver.sender.setStreams?.(this.localStream);
     transceiver.direction = 'sendrecv';
@@ -633,6 +689,8 @@ export class CallMedia {
         this._flow.set(trackId, flow);
       }
       let state = flow.state;
+      if (flow.polled) flow.fps = (count - flow.frames) * 1000 / Math.max(1, now - flow.polled);
+      flow.polled = now;
       if (count > flow.frames) {
         flow.at = now;
         state = 'flowing';
@@ -648,6 +706,7 @@ export class CallMedia {
         this._emit('remote-video', { trackId, state });
       }
     }
+    this._emit('flow-tick');
   }
 
   /** The last known state of a remote video track (see _watchFlow). */
@@ -696,6 +755,7 @@ export class CallMedia {
   close() {
     if (this.closed) return;
     this.closed = true;
+    for (const off of this._clientOffs) off();
     clearInterval(this._flowTimer);
     clearTimeout(this._disconnectTimer);
     if (this._onDeviceChange) {
@@ -792,6 +852,10 @@ export class CallStage {
       media.on('mirror', () => this.setMirror(this.mirrorOn)),
       media.on('remote-video', ({ trackId }) => this._renderRemoteState(trackId)),
       media.on('sources', () => this._relabel()),
+      media.on('peers', () => this._relabel()),
+      media.on('flow-tick', () => {
+        for (const trackId of this.tiles.keys()) this._renderRemoteState(trackId);
+      }),
     ];
     if (media.localStream) this._showSelf(media.localStream);
     for (const { track } of media.remote.values()) this._addRemote(track);
@@ -818,6 +882,7 @@ export class CallStage {
       video.srcObject = stream;
       el = h('div', { class: 'remote-tile', dataset: { trackId: track.id } }, video,
         h('span', { class: 'remote-name', text: name }),
+        h('span', { class: 'remote-rate', hidden: true }),
         h('div', { class: 'remote-off', role: 'status', hidden: true },
           icon(MEDIA_ICONS.user, { size: 40 }), h('span', { class: 'remote-off-text' })));
       this.tiles.set(track.id, el);
@@ -915,28 +980,46 @@ export class CallStage {
   }
 
   /**
-   * What a remote video tile shows over the video: nothing while frames flow; "camera off"
-   * when its frames stopped but the connection is alive (see CallMedia._watchFlow), rather
-   * than a frozen or black picture.
+   * What a remote video tile shows over the video, and why, as the server said it: "camera
+   * off" only when its owner turned it off (media.state); "video paused: weak connection"
+   * while the server pauses it for this device's link (media.layer, media.notice); the
+   * frame rate while it is thinned; "interrupted" when frames stop for no reason we were
+   * told (the sender's network). Never a frozen or black picture without a word.
    */
   _renderRemoteState(trackId) {
     const el = this.tiles.get(trackId);
     const off = el && el.querySelector && el.querySelector('.remote-off');
     if (!off) return;
-    const state = this.media.remoteVideoState(trackId);
+    const flow = this.media.remoteVideoState(trackId);
+    const source = this.media.sourceOf ? this.media.sourceOf(trackId) : null;
+    const peer = source && this.media.peerState ? this.media.peerState(source.participant_id)
+      : { cameraOff: false, paused: false, layer: null };
     const name = this._nameOf(trackId);
     let text = '';
-    if (state === 'off') {
-      text = this.noticePaused ? 'Video paused: low bandwidth' : `${name}'s camera is off`;
-    } else if (state === 'stalled') {
+    let state = flow;
+    if (peer.cameraOff) {
+      text = `${name}'s camera is off`;
+      state = 'camera-off';
+    } else if (peer.paused || (this.noticePaused && flow !== 'flowing')) {
+      text = 'Video paused: weak connection';
+      state = 'paused';
+    } else if (flow === 'off' || flow === 'stalled') {
       text = `Video interrupted: waiting for ${name}'s connection…`;
-    } else if (state === 'waiting') {
+    } else if (flow === 'waiting') {
       text = 'Starting video…';
     }
     off.hidden = !text;
     off.dataset.state = state;
     off.querySelector('.remote-off-text').textContent = text;
     el.classList.toggle('is-off', !!text);
+    const rate = el.querySelector('.remote-rate');
+    if (rate) {
+      const thinned = !text && peer.layer != null;
+      const fps = Math.round(this.media.remoteFps ? this.media.remoteFps(trackId) : 0);
+      rate.hidden = !thinned;
+      rate.textContent = thinned ? `${fps > 0 ? `${fps} fps` : 'Fewer frames'} · weak connection` : '';
+      el.dataset.layer = peer.layer == null ? 'all' : String(peer.layer);
+    }
   }
 
   /**
@@ -980,8 +1063,8 @@ export function noticeText(event) {
   switch (event && event.code) {
     case 'video_paused':
       return event.direction === 'sending'
-        ? 'Video paused: low bandwidth on the other side (they still hear you)'
-        : 'Video paused: low bandwidth';
+        ? 'Your video is paused for them: weak connection on their side (they still hear you)'
+        : 'Video paused: weak connection';
     case 'video_resumed':
       return '';
     default:
