@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 AUDIO_BPS = 40_000  # Opus as browsers send it, kept out of the video cap
 DECIDE_EVERY_S = 0.1
+LAYER_SILENT_S = 1.0  # a simulcast encoding silent this long is off (its sender's choice)
 PRIORITY_SHOPPER = 2
 
 
@@ -43,6 +44,8 @@ class Adaptation:
         self.router = router
         self._measured_at = 0.0
         self._decided_at: dict[str, float] = {}
+        # Per video consumer, during a decision: its (encoding, temporal layer, bitrate)s.
+        self._options: dict[Consumer, list[tuple[Producer, int, float]]] = {}
 
     # Measurements (once a second) ---------------------------------------------------------
     def measure(self, live: list[Participant], now: float) -> None:
@@ -84,8 +87,9 @@ class Adaptation:
             if router.tryon is not None:  # try-on encoders follow their receivers
                 router.tryon.adapt(live, AUDIO_BPS)
 
-    def _demands(self, receiver: Participant) -> list[StreamDemand]:
+    def _demands(self, receiver: Participant, now: float) -> list[StreamDemand]:
         demands = []
+        self._options.clear()
         for (source_id, kind), consumer in receiver.consumers.items():
             producer = consumer.producer
             if producer is None:
@@ -94,16 +98,36 @@ class Adaptation:
                 demands.append(StreamDemand(consumer, kind,
                                             [max(producer.bitrate_bps, AUDIO_BPS)]))
                 continue
-            rates = producer.layer_rates() if producer.layered else [producer.bitrate_bps]
-            if consumer.paused:
-                current = -1
-            elif producer.layered and consumer.layers is not None:
-                current = consumer.layers.max_tid
-            else:
-                current = len(rates) - 1
+            options = self._video_options(producer, now)
+            self._options[consumer] = options
+            rates = [rate for _, _, rate in options]
+            target = consumer.switching or producer
+            tid = consumer.layers.max_tid if consumer.layers is not None else 2
+            current = -1 if consumer.paused else next(
+                (i for i, (p, t, _) in enumerate(options) if p is target and t >= tid),
+                len(options) - 1)
             demands.append(StreamDemand(consumer, "video", rates,
                                         self._priority(receiver, source_id), current))
         return demands
+
+    def _video_options(self, producer: Producer, now: float) -> list[tuple[Producer, int, float]]:
+        """What a receiver of this camera can be given, from the least to the most: each
+        temporal layer of each simulcast encoding (lowest resolution first) that is sending
+        now, with its bitrate (made non-decreasing, so 'more' never costs less)."""
+        source = self.router.participants.get(producer.participant_id)
+        group = [producer]
+        if source is not None and producer.rid is not None:
+            group = [p for p in sorted(source.producers.values(), key=lambda p: p.spatial)
+                     if p.kind == "video" and p.rid is not None
+                     and (p is producer or now - p.last_packet_at < LAYER_SILENT_S)]
+        options: list[tuple[Producer, int, float]] = []
+        floor = 0.0
+        for p in group:
+            rates = p.layer_rates() if p.layered else [p.bitrate_bps]
+            for tid, rate in enumerate(rates):
+                floor = max(floor, rate)
+                options.append((p, tid if p.layered else 2, floor))
+        return options
 
     def _priority(self, receiver: Participant, source_id: str) -> int:
         """Who matters most on this receiver's screen: the shopper for staff; for the
@@ -114,7 +138,7 @@ class Adaptation:
         return -order.index(source_id) if source_id in order else -len(order)
 
     def _decide(self, receiver: Participant, now: float, cap_bps: float | None) -> None:
-        demands = self._demands(receiver)
+        demands = self._demands(receiver, now)
         decision: Decision = receiver.bandwidth.downlink.update(now, demands, cap_bps)
         receiver.available_bps = receiver.bandwidth.downlink.available_bps(cap_bps)
         layers = decision.allocation.layers
@@ -122,7 +146,8 @@ class Adaptation:
             if demand.kind != "video":
                 continue
             consumer: Consumer = demand.key  # type: ignore[assignment]
-            self._apply(receiver, consumer, layers.get(consumer, -1), len(demand.layers), now)
+            self._apply(receiver, consumer, layers.get(consumer, -1),
+                        self._options.get(consumer, []), now)
         if decision.paused_changed is not None:
             self._tell_paused(receiver, paused=decision.paused_changed, reason="weak connection")
         if decision.probe is not None:
@@ -132,18 +157,22 @@ class Adaptation:
             receiver.bandwidth.start_probe(decision.probe, decision.allocation.used_bps,
                                            carrier, receiver.peer.send_rtp)
 
-    def _apply(self, receiver: Participant, consumer: Consumer, layer: int, count: int,
-               now: float) -> None:
-        producer = consumer.producer
-        if layer < 0:
-            if not consumer.paused:
+    def _apply(self, receiver: Participant, consumer: Consumer, layer: int,
+               options: list[tuple[Producer, int, float]], now: float) -> None:
+        if layer < 0 or not options:
+            if layer < 0 and not consumer.paused:
                 consumer.pause()
                 self._tell_layer(receiver, consumer, paused=True)
             return
+        target, tid, _ = options[min(layer, len(options) - 1)]
         if consumer.paused:
             consumer.resume(now)
-        if producer is not None and producer.layered:
-            consumer.set_max_layer(min(layer, 2))
+        if target is not consumer.producer:
+            consumer.switch_to(target, now)  # at its next keyframe
+        elif consumer.switching is not None:
+            consumer.cancel_switch()
+        if target.layered:
+            consumer.set_max_layer(min(tid, 2))
         self._tell_layer(receiver, consumer, paused=False)
 
     # Once a second: receivers on REMB -----------------------------------------------------

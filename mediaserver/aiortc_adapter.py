@@ -94,8 +94,8 @@ def enable_transport_cc() -> None:
     feedback, is simply estimated from REMB as before.
     """
     global _transport_cc_enabled
-    if _transport_cc_enabled:
-        return
+    if _transport_cc_enabled or os.environ.get("SHOPCALL_TRANSPORT_CC") == "0":
+        return  # SHOPCALL_TRANSPORT_CC=0: REMB only (A/B measurements, a browser bug)
     from aiortc import codecs
     from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
 
@@ -109,6 +109,23 @@ def enable_transport_cc() -> None:
         if all(e.uri != TWCC_URI for e in extensions):
             extensions.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=TWCC_URI))
     _transport_cc_enabled = True
+
+
+def enable_simulcast_extensions() -> None:
+    """Let aiortc's answers keep the simulcast stream id extensions a browser offers
+    (rtp-stream-id, repaired-rtp-stream-id): without them in the answer, a browser cannot
+    label its encodings and sends only one (see simulcast_sdp.py). Idempotent."""
+    from aiortc import codecs
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+
+    from .simulcast_sdp import RID_URI, RRID_URI
+
+    video = codecs.HEADER_EXTENSIONS["video"]
+    for uri in (RID_URI, RRID_URI):
+        if all(e.uri != uri for e in video):
+            used = {e.id for exts in codecs.HEADER_EXTENSIONS.values() for e in exts}
+            video.append(RTCRtpHeaderExtensionParameters(
+                id=next(i for i in range(1, 15) if i not in used), uri=uri))
 
 
 def fmtp_of(codec: Any) -> str:
@@ -198,6 +215,7 @@ class PeerAdapter:
         self.history: Any = self.native_target if self.native_target is not None \
             else SendHistory()
         enable_transport_cc()
+        enable_simulcast_extensions()
         self.bad_packets = 0
         self.handler_errors = 0
         self.send_errors = 0  # packets SRTP refused to protect (see send_rtp)
@@ -307,6 +325,14 @@ class PeerAdapter:
     def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
         """Codecs both sides support on an m-section, once its remote side is known."""
         return list(getattr(transceiver, "_codecs", []))
+
+    def extension_id(self, uri: str) -> int:
+        """The peer's id for a header extension it offered (0 if it did not)."""
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return 0
+        return next((int(m.group(1)) for m in _EXTMAP.finditer(remote.sdp)
+                     if m.group(3) == uri), 0)
 
     def transport_cc_id(self) -> int:
         """The id of the transport-wide sequence number extension both sides agreed on (in

@@ -59,6 +59,7 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         "rtx_ssrc",
         "send",
         "source_id",
+        "switching",
         "waiting_keyframe",
     )
 
@@ -79,6 +80,8 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         # PeerAdapter's send_rtp: the adapter owns it and invalidates it on close.
         self.native = getattr(getattr(send, "__self__", None), "native_target", None)
         self.producer: Producer | None = None
+        # Simulcast: the encoding this consumer moves to at its next keyframe (or None).
+        self.switching: Producer | None = None
         # ~1.3 s of 1.5 Mbps video: enough to answer NACKs, small enough to stay in cache.
         self.cache = PacketCache(256 if kind == "video" else 64)
         self.resends = ResendLog(256 if kind == "video" else 64)
@@ -115,6 +118,7 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         """Follow a (new) producer; the next forwarded packet re-bases seq and timestamp."""
         if self.producer is not None and self in self.producer.consumers:
             self.producer.consumers.remove(self)
+        self.cancel_switch()
         self.producer = producer
         self.waiting_keyframe = True
         self.last_in_seq = -1
@@ -123,6 +127,28 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         if producer is not None:
             producer.consumers.append(self)
             producer.want_keyframe(now)
+
+    def switch_to(self, producer: Producer, now: float) -> None:
+        """Move to another encoding of the same camera (simulcast) at its next keyframe,
+        which is asked for; until then the current one keeps flowing. Continuity of the
+        outgoing numbers is the re-base's (see forward)."""
+        if producer is self.producer:
+            self.cancel_switch()
+            return
+        if self.switching is producer:
+            producer.want_keyframe(now)
+            return
+        self.cancel_switch()
+        self.switching = producer
+        producer.switchers.append(self)
+        producer.want_keyframe(now)
+
+    def cancel_switch(self) -> None:
+        target = self.switching
+        if target is not None:
+            self.switching = None
+            if self in target.switchers:
+                target.switchers.remove(self)
 
     def pause(self) -> None:
         """Stop forwarding (video paused for bandwidth); audio consumers are never paused."""

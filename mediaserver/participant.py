@@ -36,7 +36,8 @@ from .consumer import Consumer
 from .loss_detector import build_nack
 from .producer import Producer
 from .receiver_bandwidth import ReceiverBandwidth
-from .rtp_header import parse_header
+from .rtp_header import extension_value, parse_header
+from .simulcast_sdp import RID_URI, RRID_URI, offered_simulcast, receive_simulcast
 
 if TYPE_CHECKING:
     from .router import Router
@@ -92,6 +93,11 @@ class Participant:
         # Arrival times of what this participant sends, for its transport-wide feedback
         # (None until its negotiation agrees on transport-cc).
         self.arrivals: ArrivalRecorder | None = None
+        # Simulcast: mid -> rids (lowest resolution first) it sends, and their extension ids.
+        self.simulcast: dict[str, list[str]] = {}
+        self._rid_ext = self._rrid_ext = 0
+        # SSRC -> rid learnt by a previous connection of the same participant (ICE restart).
+        self.known_rids: dict[int, str] = {}
         self.bad_packets = 0
         self.nacks_sent = 0
         self.rembs_sent = 0
@@ -120,8 +126,9 @@ class Participant:
         await pc.setLocalDescription(answer)
         self._learn_payload_types()
         self._follow_transport_cc()
+        self._follow_simulcast(offered_simulcast(sdp))
         self.router.reconcile()
-        return pc.localDescription.sdp
+        return receive_simulcast(pc.localDescription.sdp, self.simulcast)
 
     async def handle_answer(self, sdp: str) -> None:
         pc = self.peer.pc
@@ -153,8 +160,8 @@ class Participant:
         self._prefer_session_codec()
         offer = await self.peer.create_offer()
         await self.peer.pc.setLocalDescription(offer)
-        self.router.notify(self.id, {"type": "media.offer",
-                                     "sdp": self.peer.pc.localDescription.sdp})
+        self.router.notify(self.id, {"type": "media.offer", "sdp": receive_simulcast(
+            self.peer.pc.localDescription.sdp, self.simulcast)})
 
     def _prefer_session_codec(self) -> None:
         mime = self.router.video_mime
@@ -168,6 +175,13 @@ class Participant:
         for transceiver in self.peer.pc.getTransceivers():
             if transceiver.kind == "video":
                 transceiver.setCodecPreferences(chosen + rtx)
+
+    def _follow_simulcast(self, offered: dict[str, list[str]]) -> None:
+        """The m-sections the participant sends simulcast on (their rids, low to high),
+        and the extension ids that label its encodings."""
+        self.simulcast = offered
+        self._rid_ext = self.peer.extension_id(RID_URI)
+        self._rrid_ext = self.peer.extension_id(RRID_URI)
 
     def _follow_transport_cc(self) -> None:
         """Stamp what we send and report what we receive once both sides agreed on
@@ -231,7 +245,15 @@ class Participant:
                 return
             slot, codec = mapped
             mime = codec.mimeType.lower()
-            if mime == f"{slot.kind}/rtx":
+            rids = self.simulcast.get(slot.mid or "") if slot.kind == "video" else None
+            if rids:
+                if not self._new_simulcast_stream(data, ssrc, slot, codec, rids):
+                    return
+                if mime != f"{slot.kind}/rtx":
+                    self.on_rtp(data)
+                    return
+                producer = self.rtx_ssrcs[ssrc]
+            elif mime == f"{slot.kind}/rtx":
                 apt = codec.parameters.get("apt")
                 producer = next((p for p in self.producers.values()
                                  if p.payload_type == apt and p.kind == slot.kind), None)
@@ -263,19 +285,51 @@ class Participant:
         restored = bytes((data[0] & 0xDF,)) + data[1:offset] + data[offset + 2:end]
         producer.receive(restored, marker, original_seq, timestamp, offset, time.monotonic())
 
-    def _new_producer(self, ssrc: int, slot: RecvSlot, codec: Any) -> None:
+    def _new_simulcast_stream(self, data: bytes, ssrc: int, slot: RecvSlot, codec: Any,
+                              rids: list[str]) -> bool:
+        """A new SSRC on an m-section that receives simulcast: the encoding it carries is in
+        its rtp-stream-id (repaired-rtp-stream-id for retransmissions). Another SSRC for
+        the same rid replaces that encoding only; no label, or one not offered: refused."""
+        is_rtx = codec.mimeType.lower() == f"{slot.kind}/rtx"
+        raw = extension_value(data, self._rrid_ext if is_rtx else self._rid_ext)
+        rid = raw.decode("ascii", "replace") if raw else self.known_rids.get(ssrc)
+        if rid not in rids:
+            self.bad_packets += 1
+            return False
+        if is_rtx:
+            apt = codec.parameters.get("apt")
+            producer = next((p for p in self.producers.values() if p.rid == rid
+                             and p.payload_type == apt and p.kind == slot.kind), None)
+            if producer is None:
+                return False
+            for old_ssrc in [s for s, p in self.rtx_ssrcs.items() if p is producer]:
+                del self.rtx_ssrcs[old_ssrc]
+            self.rtx_ssrcs[ssrc] = producer
+            return True
+        self._new_producer(ssrc, slot, codec, rid=rid, spatial=rids.index(rid))
+        return True
+
+    def simulcast_ssrcs(self) -> dict[int, str]:
+        """SSRC -> rid of every simulcast stream (and retransmission stream) seen so far."""
+        out = {p.ssrc: p.rid for p in self.producers.values() if p.rid is not None}
+        out.update({s: p.rid for s, p in self.rtx_ssrcs.items() if p.rid is not None})
+        return out
+
+    def _new_producer(self, ssrc: int, slot: RecvSlot, codec: Any, *, rid: str | None = None,
+                      spatial: int = 0) -> None:
         rtx_pt = next((c.payloadType for c in self.peer.negotiated_codecs(slot.transceiver)
                        if c.mimeType.lower().endswith("/rtx")
                        and c.parameters.get("apt") == codec.payloadType), None)
-        old = [p for p in self.producers.values() if p.kind == slot.kind]
-        for p in old:  # a new SSRC on the same m-section replaces the old stream
+        old = [p for p in self.producers.values() if p.kind == slot.kind and p.rid == rid]
+        for p in old:  # a new SSRC on the same m-section (and rid) replaces the old stream
             self.producers.pop(p.ssrc, None)
         for rtx_ssrc in [s for s, p in self.rtx_ssrcs.items() if p in old]:
             del self.rtx_ssrcs[rtx_ssrc]  # its retransmissions go with it (and its history)
         producer = Producer(self.id, slot.kind, ssrc, codec.mimeType, codec.payloadType,
-                            codec.clockRate, rtx_pt, self._send_pli)
+                            codec.clockRate, rtx_pt, self._send_pli, rid=rid, spatial=spatial)
         self.producers[ssrc] = producer
-        log.info("%s publishes %s %s (ssrc %d)", self.id, slot.kind, codec.mimeType, ssrc)
+        log.info("%s publishes %s %s (ssrc %d%s)", self.id, slot.kind, codec.mimeType, ssrc,
+                 f", simulcast {rid}" if rid else "")
         self.router.producer_added(self, producer, replaced=old)
 
     def _send_pli(self, producer: Producer) -> None:
@@ -397,6 +451,9 @@ class Participant:
                     self.nacks_sent += 1
         arrivals = self.arrivals
         if arrivals is not None:
+            # Browsers take a feedback only for one of their own sending SSRCs (libwebrtc
+            # drops it otherwise, and its estimate then decays as if nothing came back).
+            arrivals.media_ssrc = next(iter(self.producers), 0)
             for feedback in arrivals.feedback(self.peer.rtcp_ssrc()):
                 self.peer.send_rtcp(feedback)
         if reports and self.producers:
@@ -443,10 +500,11 @@ class Participant:
             "estimated_bps": round(self.available_bps),
             "video_paused": self.video_paused,
             "downlink": self.bandwidth.describe(),
+            "uplink_feedback": None if self.arrivals is None else self.arrivals.describe(),
             "bad_packets": self.bad_packets + self.peer.bad_packets,
             "handler_errors": self.peer.handler_errors,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
-                            "temporal_layers": p.layered,
+                            "temporal_layers": p.layered, "rid": p.rid,
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests,
                             "discarded_packets": p.sequence.discarded,
                             "duplicate_packets": p.duplicates,

@@ -63,21 +63,32 @@ class Producer:
         "participant_id",
         "payload_type",
         "request_keyframe",
+        "rid",
         "rtx_payload_type",
         "sequence",
+        "spatial",
         "sr_at",
         "sr_ntp",
         "sr_rtp",
         "ssrc",
         "stats",
+        "switchers",
         "tap",
         "vp8",
     )
 
     def __init__(self, participant_id: str, kind: str, ssrc: int, mime_type: str,
                  payload_type: int, clock_rate: int, rtx_payload_type: int | None,
-                 request_keyframe: Callable[[Producer], None]) -> None:
+                 request_keyframe: Callable[[Producer], None], *, rid: str | None = None,
+                 spatial: int = 0) -> None:
         self.participant_id = participant_id
+        # Simulcast: which encoding of its camera this is (None: the only one), and its
+        # rank from the lowest resolution (0) up.
+        self.rid = rid
+        self.spatial = spatial
+        # Consumers switching to this encoding: they move here at its next keyframe (until
+        # then they keep the one they have, so the picture never stops).
+        self.switchers: list[Consumer] = []
         self.kind = kind
         self.ssrc = ssrc
         self.mime_type = mime_type.lower()
@@ -154,6 +165,11 @@ class Producer:
         else:
             keyframe = self.is_keyframe(data, offset)
         history[seq_ext & HISTORY_MASK] = (seq_ext, data, offset, marker, timestamp)
+        if keyframe and self.switchers:  # rare: a simulcast switch lands on this keyframe
+            for consumer in self.switchers:
+                if consumer.switching is self:
+                    consumer.bind(self, now)
+            self.switchers.clear()
         fanout = _consumer_module.native_fanout
         if fanout is not None:  # one C call: rewrite, protect and send per receiver
             fanout(data, marker, seq_ext, timestamp, offset, keyframe, now, self.consumers)

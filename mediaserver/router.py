@@ -69,6 +69,15 @@ def offered_video_codecs(sdp: str) -> set[str]:
     return names
 
 
+def stream_groups(source: Participant) -> list[list[Producer]]:
+    """A participant's streams, one group per kind: its simulcast encodings from the lowest
+    resolution up (a single producer without simulcast)."""
+    groups: dict[str, list[Producer]] = {}
+    for producer in source.producers.values():
+        groups.setdefault(producer.kind, []).append(producer)
+    return [sorted(group, key=lambda p: p.spatial) for group in groups.values()]
+
+
 class Router:
     def __init__(self, spec: MediaSessionSpec, notify: Callable[[str, dict[str, Any]], None],
                  ice_servers: list[dict[str, Any]], *, video_floor_bps: float = 100_000,
@@ -92,6 +101,8 @@ class Router:
         self.created_at = time.time()
         self.fallbacks = 0
         self.adaptation = Adaptation(self)
+        # Simulcast labels of participants whose connection ended, for their comeback.
+        self._known_rids: dict[str, dict[int, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Virtual try-on, when this session's store offers it (None: pure forwarding).
         self.tryon: SessionTryOn | None = None
@@ -114,7 +125,11 @@ class Router:
         self._choose_video_codec(sdp)
         if current is not None:
             await self._drop(current)
+        known_rids = self._known_rids.pop(participant_id, {})
         participant = Participant(participant_id, self, PeerAdapter(self.ice_servers))
+        # After an ICE restart a browser keeps its SSRCs but no longer labels them with
+        # their rid (it stops once they were acknowledged): hand the labels over.
+        participant.known_rids = known_rids
         self.participants[participant_id] = participant
         try:
             return await participant.handle_offer(sdp)
@@ -185,9 +200,12 @@ class Router:
             for source in live:
                 if source is receiver:
                     continue
-                for producer in list(source.producers.values()):
+                for group in stream_groups(source):
+                    producer = group[-1]  # the top encoding by default: adaptation chooses
                     if tryon is not None:  # its try-on stream instead, while one is live
-                        producer = tryon.forwarded(producer)
+                        forwarded = tryon.forwarded(producer)
+                        if forwarded is not producer:
+                            producer, group = forwarded, [forwarded]
                     key = (source.id, producer.kind)
                     consumer = receiver.consumers.get(key)
                     if consumer is None:
@@ -202,7 +220,7 @@ class Router:
                         if consumer is None:
                             log.warning("%s cannot receive %s", receiver.id, producer.mime_type)
                             continue
-                    if consumer.producer is not producer:
+                    if consumer.producer not in group:
                         consumer.bind(producer, now)
             if tryon is not None and tryon.wants_mirror(receiver.id):
                 renegotiate |= tryon.wire_mirror(receiver, now)
@@ -242,6 +260,7 @@ class Router:
     async def _drop(self, participant: Participant) -> None:
         if participant.closed:
             return
+        self._known_rids[participant.id] = participant.simulcast_ssrcs()
         self.retire(participant)
         now = time.monotonic()
         for producer in participant.producers.values():

@@ -14,6 +14,7 @@ __all__ = [
     "TimestampUnwrapper",
     "build_packet",
     "build_packet_with_head",
+    "extension_value",
     "is_rtcp",
     "parse_header",
 ]
@@ -184,3 +185,48 @@ class TimestampUnwrapper(_Unwrapper):
 
     __slots__ = ()
     _MASK, _HALF, _SPAN = 0xFFFFFFFF, 0x80000000, 0x100000000
+
+
+def extension_value(data: bytes | bytearray | memoryview, ext_id: int) -> bytes | None:
+    """The value of header extension `ext_id` in an RTP packet (RFC 8285, one-byte and
+    two-byte forms), or None. Bounds-checked: garbage gives None, never an exception.
+
+    Not for every packet: the simulcast stream id (rid) is read from the first packets of a
+    new SSRC only.
+    """
+    if ext_id <= 0 or len(data) < 12 or not data[0] & 0x10:
+        return None
+    pos = 12 + ((data[0] & 0x0F) << 2)
+    n = len(data)
+    if pos + 4 > n:
+        return None
+    profile = (data[pos] << 8) | data[pos + 1]
+    end = pos + 4 + (((data[pos + 2] << 8) | data[pos + 3]) << 2)
+    if end > n:
+        return None
+    pos += 4
+    if profile == 0xBEDE:
+        while pos < end:
+            head = data[pos]
+            if head == 0:
+                pos += 1
+                continue
+            ident, length = head >> 4, (head & 0x0F) + 1
+            if ident == 15 or pos + 1 + length > end:
+                return None
+            if ident == ext_id:
+                return bytes(data[pos + 1:pos + 1 + length])
+            pos += 1 + length
+    elif profile & 0xFFF0 == 0x1000:
+        while pos + 2 <= end:
+            ident = data[pos]
+            if ident == 0:
+                pos += 1
+                continue
+            length = data[pos + 1]
+            if pos + 2 + length > end:
+                return None
+            if ident == ext_id:
+                return bytes(data[pos + 2:pos + 2 + length])
+            pos += 2 + length
+    return None

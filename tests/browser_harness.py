@@ -146,7 +146,8 @@ def not_runnable() -> str | None:
 
 
 def run_in_private_network(target: str, inside_flag: str, *, expect_passed: int,
-                           timeout_s: float) -> str:
+                           timeout_s: float, namespace: str | None = None,
+                           env: dict[str, str] | None = None) -> str:
     """Run pytest on `target` (a file or node id) inside `unshare -n` with `inside_flag` set
     in the environment; fail unless exactly `expect_passed` tests passed. Returns the output.
 
@@ -160,11 +161,15 @@ def run_in_private_network(target: str, inside_flag: str, *, expect_passed: int,
     reason = not_runnable()
     if reason:
         pytest.skip(reason)
-    script = 'ip link set lo up && exec "$0" -m pytest "$1" -p no:cacheprovider -q -rA'
+    pytest_args = ["-m", "pytest", target, "-p", "no:cacheprovider", "-q", "-rA"]
+    if namespace is None:  # a fresh namespace with only lo
+        script = 'ip link set lo up && exec "$0" "$@"'
+        argv = ["unshare", "-n", "sh", "-c", script, sys.executable, *pytest_args]
+    else:  # a named one the caller set up (tests/netns.py)
+        argv = ["ip", "netns", "exec", namespace, sys.executable, *pytest_args]
     proc = subprocess.Popen(
-        ["unshare", "-n", "sh", "-c", script, sys.executable, target],
-        cwd=ROOT, env={**os.environ, inside_flag: "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        argv, cwd=ROOT, env={**os.environ, **(env or {}), inside_flag: "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -178,7 +183,10 @@ def run_in_private_network(target: str, inside_flag: str, *, expect_passed: int,
     summary = [line for line in output.splitlines()
                if line.startswith(("PASSED", "FAILED", "ERROR", "SKIPPED"))]
     print("\n".join(summary) or output[-3000:])
-    assert proc.returncode == 0, output[-12000:]
+    # The inner assertion first (the tail is mostly the failure dump of pages and stats).
+    reasons = "\n".join([line for line in output.splitlines()
+                         if line.startswith("E   ") and len(line) < 2000][:40])
+    assert proc.returncode == 0, reasons + "\n...\n" + output[-12000:]
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed)", output)}
     assert counts.get("passed", 0) == expect_passed, (
         f"the inner tests did not all run:\n{output[-4000:]}")
@@ -241,18 +249,19 @@ class Cameras:
 
 
 def launch(pw: Any, camera: Path | None = None, *, fake_devices: str | None = None,
-           extra: tuple[str, ...] = ()) -> Any:
+           extra: tuple[str, ...] = (), executable: str = CHROMIUM) -> Any:
     """Chromium with a fake camera: the given y4m file, or Chromium's generated pattern.
 
     `fake_devices` configures the generated devices (e.g. "device-count=2": two cameras;
-    a y4m file is always a single camera)."""
+    a y4m file is always a single camera). `executable`: e.g. a wrapper that starts
+    Chromium in another network namespace (tests/netns.py)."""
     args = [*FLAGS, *extra]
     if fake_devices:
         args = [f"--use-fake-device-for-media-stream={fake_devices}"
                 if a == "--use-fake-device-for-media-stream" else a for a in args]
     if camera is not None:
         args.append(f"--use-file-for-fake-video-capture={camera}")
-    return pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    return pw.chromium.launch(executable_path=executable, args=args)
 
 
 def new_context(browser: Any, console: list[str], who: str, **options: Any) -> Any:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # A small shop: two stores, staff with different skills, languages and capacities.
 BASE_CONFIG = """
 [server]
+host = "{host}"
 shutdown_grace_s = {shutdown_grace_s}
 
 [http]
@@ -36,7 +37,7 @@ allowed_origins = {allowed_origins}
 
 [media]
 backend = "{media_backend}"
-announced_addresses = ["127.0.0.1"]
+announced_addresses = {announced}
 
 [routing]
 offer_timeout_s = {offer_timeout_s}
@@ -108,6 +109,7 @@ DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s
             "grace_s": 1.0, "max_message_bytes": 4096, "messages_per_second": 50,
             "message_burst": 100, "paris_overflow": "true",
             "media_backend": "sfu", "shutdown_grace_s": 1.0, "allowed_origins": "[]",
+            "host": "127.0.0.1", "announced": '["127.0.0.1"]',
             "extra_config": ""}
 
 
@@ -142,8 +144,8 @@ class ServerProcess:
                 break
             self.banner.append(line.rstrip())
             match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                self.base_url = match.group(1)
+            if match:  # listening on every address: reach it on loopback
+                self.base_url = match.group(1).replace("://0.0.0.0:", "://127.0.0.1:")
             match = re.search(r"metrics: +(http://\S+)", line)
             if match:
                 self.metrics_url = match.group(1)

@@ -139,13 +139,16 @@ class Call:
     column: Any
 
 
-def start_video_call(server: ServerProcess, shopper_ctx: Any, staff_ctx: Any) -> Call:
+def start_video_call(server: ServerProcess, shopper_ctx: Any, staff_ctx: Any, *,
+                     staff_base: str | None = None) -> Call:
     """Alice online; the shopper chats, Alice accepts, the shopper asks for video, Alice
-    accepts, the shopper turns the camera on; both sides decode the other's video."""
+    accepts, the shopper turns the camera on; both sides decode the other's video.
+    `staff_base`: where Alice's browser reaches the server (another host's view of it)."""
     from playwright.sync_api import expect
 
     staff = staff_ctx.new_page()
-    staff.goto(f"{server.base_url}/staff#token={server.token(Role.STAFF, 'alice')}")
+    staff.goto(f"{staff_base or server.base_url}/staff#token="
+               f"{server.token(Role.STAFF, 'alice')}")
     expect(staff.locator("#conn")).to_have_text("Connected")
     staff.locator("label.p-online").click()
     expect(staff.locator("#presence")).to_have_attribute("data-status", "online")

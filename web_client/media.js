@@ -93,6 +93,13 @@ export function deviceErrorText(err, wanted) {
   }
 }
 
+/** Our camera's encodings, full resolution first (see CallMedia.start). */
+const SIMULCAST = [
+  { rid: 'f', scalabilityMode: 'L1T3', maxBitrate: 1_500_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, scalabilityMode: 'L1T3', maxBitrate: 500_000 },
+  { rid: 'q', scaleResolutionDownBy: 4, scalabilityMode: 'L1T3', maxBitrate: 150_000 },
+];
+
 export class CallMedia {
   /**
    * @param {object} o
@@ -238,14 +245,20 @@ export class CallMedia {
       { direction: audio ? 'sendrecv' : 'recvonly', streams: audio ? [stream] : [] });
     if (this.kind === 'video') {
       const init = { direction: video ? 'sendrecv' : 'recvonly', streams: video ? [stream] : [] };
-      // Three temporal layers (VP8 L1T3): the media server can then send a store with a
-      // weak link fewer frames per second while others get them all. Browsers without
-      // scalabilityMode send a single layer, which the server simply forwards.
-      try {
-        this._videoTransceiver = pc.addTransceiver(video || 'video',
-          video ? { ...init, sendEncodings: [{ scalabilityMode: 'L1T3' }] } : init);
-      } catch (err) {
-        this._videoTransceiver = pc.addTransceiver(video || 'video', init);
+      // Simulcast (full, half and quarter resolution), each with three temporal layers
+      // (VP8 L1T3): the media server then gives a store on a weak link a smaller picture
+      // or fewer frames per second while others get everything. Full resolution first: a
+      // server that does not take simulcast gets that one. Browsers that cannot do this
+      // get one encoding with temporal layers, or a plain one.
+      const tries = video ? [SIMULCAST, [{ scalabilityMode: 'L1T3' }], null] : [null];
+      for (const encodings of tries) {
+        try {
+          this._videoTransceiver = pc.addTransceiver(video || 'video',
+            encodings ? { ...init, sendEncodings: encodings } : init);
+          break;
+        } catch (err) {
+          /* not supported here: try the next */
+        }
       }
     }
     this._setState('connecting');

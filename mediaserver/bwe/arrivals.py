@@ -69,7 +69,7 @@ class ArrivalRecorder:
     """Arrival times by transport-wide number, turned into feedback messages."""
 
     __slots__ = ("_arrival_us", "_count", "_highest", "_reported", "ext_id", "feedbacks",
-                 "media_ssrc")
+                 "media_ssrc", "reported_lost", "reported_received")
 
     def __init__(self, ext_id: int, media_ssrc: int = 0) -> None:
         self.ext_id = ext_id
@@ -79,6 +79,8 @@ class ArrivalRecorder:
         self._reported = -1  # everything up to this one was in a feedback already
         self._count = 0
         self.feedbacks = 0
+        self.reported_received = 0
+        self.reported_lost = 0
 
     def record(self, seq16: int, now_us: int) -> None:
         """One packet arrived (receive path)."""
@@ -120,6 +122,9 @@ class ArrivalRecorder:
             while times and times[-1] is None:
                 times.pop()
                 stop -= 1
+            lost = times.count(None)
+            self.reported_lost += lost
+            self.reported_received += len(times) - lost
             out.append(build_feedback(sender_ssrc, self.media_ssrc, start, times,
                                       self._count))
             self._count += 1
@@ -127,3 +132,7 @@ class ArrivalRecorder:
             start = stop + 1
         self._reported = max(self._reported, end)
         return out
+
+    def describe(self) -> dict[str, int]:
+        return {"feedbacks": self.feedbacks, "reported_received": self.reported_received,
+                "reported_lost": self.reported_lost}

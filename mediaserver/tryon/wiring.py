@@ -59,8 +59,8 @@ class SessionTryOn:
             participant = participants.get(participant_id)
             camera = None
             if participant is not None and not participant.closed:
-                camera = next((p for p in participant.producers.values()
-                               if p.kind == "video"), None)
+                camera = max((p for p in participant.producers.values()
+                              if p.kind == "video"), key=lambda p: p.spatial, default=None)
             stream.follow(camera, now)
 
     def wire_mirror(self, receiver: Participant, now: float) -> bool:
