@@ -33,9 +33,11 @@ if TYPE_CHECKING:
     from .producer import Producer
     from .router import Router
 
-AUDIO_BPS = 40_000  # Opus as browsers send it, kept out of the video cap
+AUDIO_BPS = 48_000  # Opus as browsers send it (32 kbit/s) with its headers, 50 packets/s
 DECIDE_EVERY_S = 0.1
 LAYER_SILENT_S = 1.0  # a simulcast encoding silent this long is off (its sender's choice)
+PEAK_DECAY = 0.85  # per second: a layer's price falls back slowly after a busy second
+VIDEO_OVERHEAD = 1.05  # headers, on the link, of full-size video packets
 PRIORITY_SHOPPER = 2
 
 
@@ -64,6 +66,9 @@ class Adaptation:
                     octets = producer.layer_octets
                     if elapsed is not None:
                         producer.layer_bps[:] = [o * 8 / elapsed for o in octets]
+                        producer.layer_peak[:] = [max(now_bps, old * PEAK_DECAY) for now_bps, old
+                                                  in zip(producer.layer_bps,
+                                                         producer.layer_peak, strict=True)]
                     octets[:] = [0, 0, 0, 0]
 
     # Every tick (50 ms): receivers on transport-cc ----------------------------------------
@@ -103,7 +108,7 @@ class Adaptation:
             rates = [rate for _, _, rate in options]
             target = consumer.switching or producer
             tid = consumer.layers.max_tid if consumer.layers is not None else 2
-            current = -1 if consumer.paused else next(
+            current = -1 if consumer.paused and not consumer.holding else next(
                 (i for i, (p, t, _) in enumerate(options) if p is target and t >= tid),
                 len(options) - 1)
             demands.append(StreamDemand(consumer, "video", rates,
@@ -117,15 +122,17 @@ class Adaptation:
         source = self.router.participants.get(producer.participant_id)
         group = [producer]
         if source is not None and producer.rid is not None:
+            # Only encodings sending now: a browser turns its top ones off when its own
+            # uplink shrinks, and a receiver left on one would freeze.
             group = [p for p in sorted(source.producers.values(), key=lambda p: p.spatial)
                      if p.kind == "video" and p.rid is not None
-                     and (p is producer or now - p.last_packet_at < LAYER_SILENT_S)]
+                     and now - p.last_packet_at < LAYER_SILENT_S] or [producer]
         options: list[tuple[Producer, int, float]] = []
         floor = 0.0
         for p in group:
-            rates = p.layer_rates() if p.layered else [p.bitrate_bps]
+            rates = p.layer_rates(peak=True) if p.layered else [p.bitrate_bps]
             for tid, rate in enumerate(rates):
-                floor = max(floor, rate)
+                floor = max(floor, rate * VIDEO_OVERHEAD)
                 options.append((p, tid if p.layered else 2, floor))
         return options
 
@@ -165,10 +172,13 @@ class Adaptation:
                 self._tell_layer(receiver, consumer, paused=True)
             return
         target, tid, _ = options[min(layer, len(options) - 1)]
-        if consumer.paused:
+        if consumer.paused and not consumer.holding:
             consumer.resume(now)
-        if target is not consumer.producer:
-            consumer.switch_to(target, now)  # at its next keyframe
+        current = consumer.producer
+        if target is not current:
+            # At the target's next keyframe; going down, the current one stops now.
+            consumer.switch_to(target, now, hold=current is not None
+                               and target.spatial < current.spatial)
         elif consumer.switching is not None:
             consumer.cancel_switch()
         if target.layered:
@@ -206,6 +216,12 @@ class Adaptation:
             return
         for consumer in receiver.consumers.values():
             producer = consumer.producer
+            if producer is not None and producer.rid is not None \
+                    and now - producer.last_packet_at >= LAYER_SILENT_S:
+                # Its simulcast encoding stopped (the sender's uplink): the best one left.
+                active = self._video_options(producer, now)
+                if active and active[-1][0] is not producer:
+                    consumer.switch_to(active[-1][0], now)
             if producer is None or not producer.layered or gate_paused:
                 continue
             layers = consumer.layers

@@ -39,15 +39,20 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         "bitrate_bps",
         "cache",
         "clock_rate",
+        "holding",
         "kind",
+        "last_out_pid",
+        "last_out_tl0",
         "layer_switches",
         "layers",
         "nacks",
         "native",
         "notified_layer",
         "octets_mark",
+        "pid_offset",
         "plis",
         "producer",
+        "rebound",
         "resends",
         "resends_skipped",
         "retransmissions",
@@ -60,6 +65,7 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         "send",
         "source_id",
         "switching",
+        "tl0_offset",
         "waiting_keyframe",
     )
 
@@ -82,6 +88,7 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         self.producer: Producer | None = None
         # Simulcast: the encoding this consumer moves to at its next keyframe (or None).
         self.switching: Producer | None = None
+        self.holding = False  # paused until the switch lands (see switch_to)
         # ~1.3 s of 1.5 Mbps video: enough to answer NACKs, small enough to stay in cache.
         self.cache = PacketCache(256 if kind == "video" else 64)
         self.resends = ResendLog(256 if kind == "video" else 64)
@@ -113,12 +120,27 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         self.layers: TemporalLayerFilter | None = None
         self.layer_switches = 0
         self.notified_layer: int | None = None  # what the receiver was last told
+        # VP8 picture numbering across streams (see _rewrite_descriptor).
+        self.rebound = False
+        self.pid_offset = self.tl0_offset = 0
+        self.last_out_pid = random.randrange(1 << 15)
+        self.last_out_tl0 = random.randrange(1 << 8)
 
     def bind(self, producer: Producer | None, now: float) -> None:
         """Follow a (new) producer; the next forwarded packet re-bases seq and timestamp."""
         if self.producer is not None and self in self.producer.consumers:
             self.producer.consumers.remove(self)
-        self.cancel_switch()
+        target = self.switching
+        if target is not None:
+            self.switching = None
+            if self in target.switchers:
+                target.switchers.remove(self)
+        if producer is not None and producer.vp8 and self.packets:
+            # Another stream after this one sent pictures: its picture ids must continue
+            # ours (see _rewrite_descriptor), which takes the descriptor-rewriting path.
+            self.rebound = True
+            if self.layers is None:
+                self.layers = TemporalLayerFilter(2)
         self.producer = producer
         self.waiting_keyframe = True
         self.last_in_seq = -1
@@ -128,10 +150,12 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
             producer.consumers.append(self)
             producer.want_keyframe(now)
 
-    def switch_to(self, producer: Producer, now: float) -> None:
+    def switch_to(self, producer: Producer, now: float, *, hold: bool = False) -> None:
         """Move to another encoding of the same camera (simulcast) at its next keyframe,
-        which is asked for; until then the current one keeps flowing. Continuity of the
-        outgoing numbers is the re-base's (see forward)."""
+        which is asked for. Until then the current one keeps flowing, unless `hold`: going
+        down because the link is full, it stops at once, so the new keyframe does not
+        queue behind more of what no longer fits. Continuity of the outgoing numbers is
+        the re-base's (see forward)."""
         if producer is self.producer:
             self.cancel_switch()
             return
@@ -142,6 +166,15 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         self.switching = producer
         producer.switchers.append(self)
         producer.want_keyframe(now)
+        if hold and not self.paused:
+            self.holding = self.paused = True
+
+    def land_switch(self, producer: Producer, now: float) -> None:
+        """The switch target's keyframe is here: follow it (Producer.receive calls this
+        right before fanning that keyframe out)."""
+        self.bind(producer, now)
+        if self.holding:
+            self.holding = self.paused = False
 
     def cancel_switch(self) -> None:
         target = self.switching
@@ -149,9 +182,14 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
             self.switching = None
             if self in target.switchers:
                 target.switchers.remove(self)
+        if self.holding:  # back to the current encoding: from its next keyframe
+            self.holding = False
+            self.paused = False
+            self.last_in_seq = -1
 
     def pause(self) -> None:
         """Stop forwarding (video paused for bandwidth); audio consumers are never paused."""
+        self.cancel_switch()
         self.paused = True
 
     def resume(self, now: float) -> None:
@@ -178,9 +216,9 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
                 # Gapless numbers and picture ids, so the receiver neither NACKs dropped
                 # packets nor waits for dropped frames.
                 seq_ext = layers.out_seq_ext(seq_ext)
-                head, size = rewrite_descriptor_head(
-                    memoryview(data)[offset:], layers.out_picture_id(fields[3], fields[4]), None)
-                payload = head + data[offset + size:]
+                payload = self._rewrite_descriptor(
+                    data, offset, layers.out_picture_id(fields[3], fields[4]), fields,
+                    keyframe and self.last_in_seq < 0)
         if self.last_in_seq < 0:
             if not keyframe:
                 return  # a decoder can only start at a keyframe
@@ -211,6 +249,33 @@ class Consumer(ConsumerState):  # type: ignore[misc,valid-type]
         self.packets += 1
         self.octets += len(packet) - 12
         self.send(packet)
+
+    def _rewrite_descriptor(self, data: bytes, offset: int, picture_id: int,
+                            fields: tuple, rebasing: bool) -> bytes:
+        """The packet's payload with its VP8 picture id (and TL0PICIDX) continuing ours.
+
+        Another encoding of the camera (a simulcast switch) or a rejoined publisher numbers
+        its pictures from elsewhere; a receiver that sees the numbers go back takes the new
+        pictures for old ones and drops them. So from the keyframe a consumer re-bases on,
+        both numbers are shifted to follow what it sent last.
+        """
+        bits = fields[4]
+        tl0 = fields[5]
+        if rebasing and self.rebound:
+            self.rebound = False
+            if bits:
+                self.pid_offset = (self.last_out_pid + 1 - picture_id) & 0x7FFF
+            if tl0 >= 0:
+                self.tl0_offset = (self.last_out_tl0 + 1 - tl0) & 0xFF
+        if bits:
+            picture_id = (picture_id + self.pid_offset) & ((1 << bits) - 1)
+            self.last_out_pid = picture_id
+        out_tl0 = None
+        if tl0 >= 0:
+            out_tl0 = (tl0 + self.tl0_offset) & 0xFF
+            self.last_out_tl0 = out_tl0
+        head, size = rewrite_descriptor_head(memoryview(data)[offset:], picture_id, out_tl0)
+        return head + data[offset + size:]
 
     def retransmit(self, lost: list[int], now: float) -> int:
         """Answer a receiver's NACK from the history of sent packets (RTX if negotiated),

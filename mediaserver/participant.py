@@ -505,6 +505,8 @@ class Participant:
             "handler_errors": self.peer.handler_errors,
             "publishing": [{"kind": p.kind, "codec": p.mime_type, "ssrc": p.ssrc,
                             "temporal_layers": p.layered, "rid": p.rid,
+                            "bitrate_bps": round(p.bitrate_bps),
+                            "layer_bps": [round(b) for b in p.layer_rates()],
                             "packets": p.packets, "keyframe_requests": p.keyframe_requests,
                             "discarded_packets": p.sequence.discarded,
                             "duplicate_packets": p.duplicates,
@@ -517,11 +519,19 @@ class Participant:
                            "packets": c.packets, "retransmissions": c.retransmissions,
                            "resends_skipped": c.resends_skipped,
                            "forwarded_layer": c.forwarded_layer,
+                           "rid": c.producer.rid if c.producer else None,
+                           "switching_to": c.switching.rid if c.switching else None,
+                           "allocated": self._allocated(c),
                            "layer_switches": c.layer_switches,
                            "fraction_lost": c.rr_fraction_lost / 256, "rtt_ms":
                            round(c.rtt_s * 1000, 1), "waiting_keyframe": c.waiting_keyframe}
                           for c in self.consumers.values()],
         }
+
+    def _allocated(self, consumer: Consumer) -> int | None:
+        """The option the allocator chose for a consumer (its index; -1: paused)."""
+        allocation = self.bandwidth.downlink.allocation
+        return None if allocation is None else allocation.layers.get(consumer)
 
     async def close(self) -> None:
         self.closed = True

@@ -54,6 +54,7 @@ class Producer:
         "last_packet_at",
         "layer_bps",
         "layer_octets",
+        "layer_peak",
         "layered",
         "loss",
         "mime_type",
@@ -106,6 +107,9 @@ class Producer:
         self.layered = False
         self.layer_octets = [0, 0, 0, 0]
         self.layer_bps = [0.0, 0.0, 0.0, 0.0]
+        # What each layer costs at its busiest lately (decaying): the price the allocator
+        # pays for it, since a layer's rate swings (keyframes, its sender's own estimate).
+        self.layer_peak = [0.0, 0.0, 0.0, 0.0]
         self.consumers: list[Consumer] = []
         self.history: list[HistoryEntry | None] = [None] * HISTORY_SIZE
         self.sequence = SequenceValidator()
@@ -166,9 +170,9 @@ class Producer:
             keyframe = self.is_keyframe(data, offset)
         history[seq_ext & HISTORY_MASK] = (seq_ext, data, offset, marker, timestamp)
         if keyframe and self.switchers:  # rare: a simulcast switch lands on this keyframe
-            for consumer in self.switchers:
+            for consumer in list(self.switchers):
                 if consumer.switching is self:
-                    consumer.bind(self, now)
+                    consumer.land_switch(self, now)
             self.switchers.clear()
         fanout = _consumer_module.native_fanout
         if fanout is not None:  # one C call: rewrite, protect and send per receiver
@@ -185,11 +189,12 @@ class Producer:
         entry = self.history[seq_ext & HISTORY_MASK]
         return entry if entry is not None and entry[0] == seq_ext else None
 
-    def layer_rates(self) -> list[float]:
-        """Bitrate of each temporal layer together with the layers below it (index = TID)."""
+    def layer_rates(self, *, peak: bool = False) -> list[float]:
+        """Bitrate of each temporal layer together with the layers below it (index = TID);
+        `peak`: their recent peaks instead of the last second's."""
         total = 0.0
         rates = []
-        for bps in self.layer_bps[:3]:
+        for bps in (self.layer_peak if peak else self.layer_bps)[:3]:
             total += bps
             rates.append(total)
         return rates

@@ -90,7 +90,9 @@ class ReceiverBandwidth:
             nonlocal credit
             now = time.monotonic()
             rate = self.downlink.padding_bps(now, media_bps)
-            if rate <= 0 or now >= cluster.end_s:
+            overused = self.downlink.estimator.last_overuse_s >= cluster.start_s
+            if rate <= 0 or now >= cluster.end_s or overused:
+                # Queues growing: the probe has its answer; more padding only adds delay.
                 self._probe_handle = None
                 return
             credit += rate * PAD_INTERVAL_S / 8

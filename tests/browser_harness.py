@@ -180,6 +180,8 @@ def run_in_private_network(target: str, inside_flag: str, *, expect_passed: int,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    ARTIFACTS.mkdir(exist_ok=True)  # the whole inner run, for reading after a failure
+    (ARTIFACTS / f"{Path(target.split('::')[0]).stem}.log").write_text(output)
     summary = [line for line in output.splitlines()
                if line.startswith(("PASSED", "FAILED", "ERROR", "SKIPPED"))]
     print("\n".join(summary) or output[-3000:])

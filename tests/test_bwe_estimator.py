@@ -100,7 +100,7 @@ def test_going_up_needs_headroom_going_down_does_not() -> None:
 
 def test_a_paused_receiver_resumes_only_well_above_the_floor() -> None:
     paused = demands(current=-1)
-    stay = allocate(80_000 + 120_000, paused, floor_bps=100_000, was_paused=True)
+    stay = allocate(80_000 + 110_000, paused, floor_bps=100_000, was_paused=True)
     assert stay.video_paused(paused) and stay.next_step_bps > 0
     back = allocate(80_000 + 160_000, paused, floor_bps=100_000, was_paused=True)
     assert back.layers["shopper"] >= 0 and back.layers["bruno"] == -1

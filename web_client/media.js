@@ -94,10 +94,13 @@ export function deviceErrorText(err, wanted) {
 }
 
 /** Our camera's encodings, full resolution first (see CallMedia.start). */
+// The lower encodings are kept cheap so a weak store link (300 kbit/s and less) still
+// takes one picture at 7.5-15 fps beside its audio. Chromium sends as many of them as the
+// camera's resolution allows (two for 640x480, three from 960x540 up).
 const SIMULCAST = [
   { rid: 'f', scalabilityMode: 'L1T3', maxBitrate: 1_500_000 },
-  { rid: 'h', scaleResolutionDownBy: 2, scalabilityMode: 'L1T3', maxBitrate: 500_000 },
-  { rid: 'q', scaleResolutionDownBy: 4, scalabilityMode: 'L1T3', maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, scalabilityMode: 'L1T3', maxBitrate: 250_000 },
+  { rid: 'q', scaleResolutionDownBy: 4, scalabilityMode: 'L1T3', maxBitrate: 100_000 },
 ];
 
 export class CallMedia {

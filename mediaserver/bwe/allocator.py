@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 UP_HEADROOM = 0.9
-RESUME_FACTOR = 1.5  # a paused receiver's video comes back above floor x 1.5
+RESUME_FACTOR = 1.2  # a paused receiver's video comes back above floor x 1.2
 
 
 @dataclass(slots=True)

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from .allocator import Allocation, StreamDemand, allocate
 from .estimator import PacketResult, SendSideEstimator
-from .prober import ProbeCluster, ProbeController, ProbeOutcome
+from .prober import FIRST_BACKOFF_S, ProbeCluster, ProbeController, ProbeOutcome
 
 START_BPS = 1_000_000.0
 RECENT_S = 5.0  # congestion or a failed probe this recent: probe one layer at a time
+CALM_S = 1.5
+ALLOCATION_SHARE = 0.9
 
 
 @dataclass(slots=True)
@@ -42,7 +44,10 @@ class DownlinkController:
         self.prober.on_results(results, self.estimator.last_overuse_s)
 
     def available_bps(self, cap_bps: float | None) -> float:
-        estimate = self.estimator.bps
+        """What the allocation may plan for: the estimate less a margin for what it does
+        not plan (retransmissions, RTCP, keyframes above a layer's average), so the link's
+        queue drains instead of sitting full."""
+        estimate = self.estimator.bps * ALLOCATION_SHARE
         return estimate if cap_bps is None else min(estimate, cap_bps)
 
     def update(self, now: float, demands: Sequence[StreamDemand],
@@ -53,6 +58,14 @@ class DownlinkController:
             self.last_outcome = outcome
             if outcome.success:
                 self.estimator.on_probe_result(outcome.receive_bps, now)
+            elif outcome.receive_bps >= 0.95 * outcome.cluster.estimate_bps:
+                # Too much, but what we had before still got through: the cut the probe's
+                # own queue caused is undone (the probe, not the link, overflowed it).
+                self.estimator.on_probe_result(outcome.cluster.estimate_bps, now)
+        if not self.estimator.congested(now, CALM_S):
+            # Calm again (a link that came back): the backoff of probes that failed while
+            # it was down says nothing now. A rate that failed lately still bounds them.
+            self.prober.backoff_s = min(self.prober.backoff_s, FIRST_BACKOFF_S)
         allocation = allocate(self.available_bps(cap_bps), demands, floor_bps=self.floor_bps,
                               was_paused=self.video_paused)
         paused = allocation.video_paused(demands)

@@ -73,13 +73,16 @@ class LossBased:
     """Classic GoogCC loss controller over the last second of feedback (or further back, up
     to five seconds, until it holds LOSS_MIN_PACKETS packets)."""
 
-    __slots__ = ("_counts", "_last_decision", "bps", "fraction")
+    __slots__ = ("_counts", "_last_decision", "bps", "cut_at", "fraction")
 
     def __init__(self, start_bps: float) -> None:
         self.bps = start_bps
         self.fraction = 0.0
         self._counts: deque[tuple[float, int, int]] = deque()  # (time, lost, total)
         self._last_decision: float | None = None
+        # Send time of the last cut: losses of packets sent before it were already paid for
+        # (a queue that overflowed keeps reporting them for a round trip or two after).
+        self.cut_at = -1e9
 
     def update(self, lost: int, total: int, now: float, rtt_s: float,
                acked_bps: float | None) -> float:
@@ -109,6 +112,7 @@ class LossBased:
                 cut = min(cut, max(acked_bps, cut / 2))
             self.bps = max(cut, MIN_BPS)
             self._counts.clear()  # the next decision judges traffic sent after this cut
+            self.cut_at = now
         elif self.fraction < LOSS_LOW:
             self.bps = min(self.bps * 1.08 ** dt + 1000, MAX_BPS)
         return self.bps
@@ -136,10 +140,12 @@ class SendSideEstimator:
         """Packets one feedback reported, in any order; returns the new estimate."""
         lost = total = 0
         usage = self._trend.usage
+        cut_at = self._loss.cut_at
         for r in sorted(results, key=_by_seq):
-            total += 1
+            if r.send_s > cut_at:
+                total += 1
             if r.arrival_s is None:
-                lost += 1
+                lost += r.send_s > cut_at
                 continue
             self.acked.add(r.arrival_s, r.size)
             deltas = self._arrival.add(r.send_s, r.arrival_s, r.size)

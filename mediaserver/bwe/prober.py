@@ -29,7 +29,7 @@ MAX_LOSS = 0.05
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 4.0  # a link that comes back is found within this, plus a probe
 FAILED_MARGIN = 1.0  # within FAILED_MEMORY_S, never above a rate that failed
-FAILED_MEMORY_S = 10.0
+FAILED_MEMORY_S = 5.0
 MIN_GAIN = 1.1  # not worth probing for less than 10% more
 SETTLE_S = 0.3  # feedback of the last probe packets: wait this long after the end
 SUCCESS_BACKOFF_S = 0.5  # the next step up may follow this soon
@@ -41,6 +41,7 @@ class ProbeCluster:
     target_bps: float  # total rate to send (media plus padding)
     start_s: float
     end_s: float
+    estimate_bps: float = 0.0  # the estimate it started from
 
 
 @dataclass(slots=True)
@@ -97,7 +98,7 @@ class ProbeController:
         if target < estimate_bps * MIN_GAIN:
             return None
         self._next_id += 1
-        self.cluster = ProbeCluster(self._next_id, target, now, now + PROBE_S)
+        self.cluster = ProbeCluster(self._next_id, target, now, now + PROBE_S, estimate_bps)
         self._reset_counts()
         return self.cluster
 
@@ -144,7 +145,7 @@ class ProbeController:
         if success:
             self.streak += 1
             self.backoff_s = SUCCESS_BACKOFF_S
-            if self.failed_bps is not None and receive_bps >= self.failed_bps:
+            if self.failed_bps is not None and receive_bps >= SUCCESS_RATIO * self.failed_bps:
                 self.failed_bps = None  # the link now carries what failed before
         else:
             self.streak = 0
