@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
+from mediaserver.adaptation import AUDIO_BPS
 from mediaserver.backend import SfuBackend
 from mediaserver.bandwidth import StoreBudget
 from signaling.media import MediaSessionSpec
@@ -69,7 +70,7 @@ async def test_store_downlink_budget_caps_the_shoppers_camera(backend: SfuBacken
         capped_bps = await video_bitrate(capped, "shopper:s")
         free_bps = await video_bitrate(free, "shopper:s")
         # The cap the server sent: the store share minus audio.
-        assert shopper_cap(capped) == pytest.approx(300_000)
+        assert shopper_cap(capped) == pytest.approx(340_000 - AUDIO_BPS)
         assert capped_bps < 420_000, capped_bps
         assert free_bps > 1.4 * capped_bps, (free_bps, capped_bps)
     finally:
@@ -86,8 +87,8 @@ async def test_store_budget_is_shared_among_its_sessions(backend: SfuBackend) ->
         _second, *b = await call(backend, "ms_2", "lyon")
         try:
             await asyncio.sleep(1.5)
-            assert alone == pytest.approx(1_160_000)
-            assert shopper_cap(first) == pytest.approx(560_000)  # 1.2M / 2 - audio
+            assert alone == pytest.approx(1_200_000 - AUDIO_BPS)
+            assert shopper_cap(first) == pytest.approx(600_000 - AUDIO_BPS)  # 1.2M / 2 - audio
         finally:
             for peer in b:
                 await peer.close()
