@@ -386,7 +386,7 @@ def browser_server(workdir: Path, **overrides: Any) -> Iterator[ServerProcess]:
                 server.base_url + "/api/media-sessions",
                 headers={"Authorization": f"Bearer {server.token(Role.OPERATOR, 'debug')}"})
             with urllib.request.urlopen(request, timeout=5) as response:
-                print(f"--- media sessions ---\n{response.read().decode()[:6000]}")
+                print(f"--- media sessions ---\n{response.read().decode()[:40000]}")
         except Exception as exc:  # the failure being reported matters more
             print(f"--- media sessions unavailable: {exc!r}")
         raise

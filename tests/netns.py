@@ -90,6 +90,23 @@ class Hosts:
         run("ip", "netns", "exec", self.hub, "tc", "qdisc", "replace", "dev", link.hub_dev,
             "root", *spec)
 
+    def random_loss(self, leaf: str, percent: int | None) -> None:
+        """Drop `percent`% of the UDP the hub sends `leaf`, at random (None: stop). With
+        nftables: the kernels here have no netem qdisc (`tc qdisc ... netem`: "Specified
+        qdisc kind is unknown"), so loss comes from a firewall rule and delay is not
+        emulated."""
+        link = self.links[leaf]
+        nft = ["ip", "netns", "exec", self.hub, "nft"]
+        table = f"loss_{leaf}"
+        run(*nft, "delete", "table", "inet", table, check=False)
+        if percent is None:
+            return
+        run(*nft, "add", "table", "inet", table)
+        run(*nft, "add", "chain", "inet", table, "out",
+            "{ type filter hook output priority 0; }")
+        run(*nft, "add", "rule", "inet", table, "out", "oifname", link.hub_dev, "meta",
+            "l4proto", "udp", "numgen", "random", "mod", "100", "<", str(percent), "drop")
+
     def shape_uplink(self, leaf: str, spec: list[str] | None) -> None:
         """The same on the leaf's side: what `leaf` sends the hub (a publisher's uplink)."""
         link = self.links[leaf]
