@@ -14,8 +14,18 @@ from aiohttp import web
 
 from . import garments_api, http_api, reports_api, web_security
 from .auth import TokenIssuer, resolve_secret
+from .client_address import parse_networks
 from .config import Settings
-from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
+from .keys import (
+    ISSUER,
+    MEDIA,
+    METRICS,
+    SETTINGS,
+    SHOPPER_TOKEN_LIMITER,
+    STORAGE,
+    SWITCHBOARD,
+    TRUSTED_PROXIES,
+)
 from .media import MediaBackend, NoMediaBackend
 from .metrics import SignalingMetrics
 from .openapi import openapi_handler
@@ -39,6 +49,7 @@ def create_app(
     app[web_security.POLICY] = web_security.OriginPolicy(settings.http.allowed_origins,
                                                          settings.server.public_url)
     app.on_response_prepare.append(web_security.add_security_headers)
+    app[TRUSTED_PROXIES] = parse_networks(settings.http.trusted_proxies)
     storage = SQLiteStorage(settings.database.path, synchronous=settings.database.synchronous)
     metrics = SignalingMetrics()
     garments = garments_api.GarmentStore(settings.tryon)

@@ -86,6 +86,18 @@ class HttpConfig(_Section):
     # the endpoints it calls, and may open shopper WebSockets. shopcall's own origin (the
     # demo page, console and dashboard) is always allowed; every other one is refused.
     allowed_origins: list[str] = []
+    # Reverse proxies in front of the server (addresses or networks, e.g. "10.0.0.0/8"):
+    # their X-Forwarded-For and X-Forwarded-Proto are believed, nobody else's.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in v:
+            ipaddress.ip_network(network.strip(), strict=False)  # ValueError names it
+        return v
 
     @field_validator("allowed_origins")
     @classmethod

@@ -25,7 +25,17 @@ from pydantic import (
 )
 
 from .auth import Principal, TokenError, bearer_token, new_shopper_id
-from .keys import ISSUER, MEDIA, METRICS, SETTINGS, SHOPPER_TOKEN_LIMITER, STORAGE, SWITCHBOARD
+from .client_address import client_address
+from .keys import (
+    ISSUER,
+    MEDIA,
+    METRICS,
+    SETTINGS,
+    SHOPPER_TOKEN_LIMITER,
+    STORAGE,
+    SWITCHBOARD,
+    TRUSTED_PROXIES,
+)
 from .model import (
     Channel,
     ConversationContext,
@@ -252,7 +262,8 @@ class Params:
 @routes.post("/api/shopper-token")
 async def shopper_token(request: web.Request) -> web.Response:
     limiter = request.app[SHOPPER_TOKEN_LIMITER]
-    if not limiter.allow(request.remote or "?", time.monotonic()):
+    if not limiter.allow(client_address(request, request.app[TRUSTED_PROXIES]),
+                         time.monotonic()):
         raise ProtocolError(ErrorCode.RATE_LIMITED, "too many shopper tokens from this address")
     settings = request.app[SETTINGS]
     shopper_id = new_shopper_id()

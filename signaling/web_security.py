@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from .client_address import forwarded_https
+from .keys import TRUSTED_PROXIES
 from .protocol import ErrorCode
 
 # Routes a shop page may call from its own origin: what widget.js fetches, and what a
@@ -141,7 +143,6 @@ def _allowed_methods(request: web.Request) -> str:
 
 POLICY = web.AppKey("origin_policy", OriginPolicy)
 
-
 def enable_preflight(app: web.Application) -> None:
     """Give every embeddable API route an OPTIONS route, so a preflight resolves to its
     resource (and its methods) instead of a 405; `cross_origin` answers it. Call once all
@@ -232,5 +233,5 @@ async def add_security_headers(request: web.BaseRequest, response: web.StreamRes
     elif path != "/ws":
         headers.setdefault("Content-Security-Policy", API_CSP)
         headers.setdefault("X-Frame-Options", "DENY")
-    if request.secure or request.headers.get("X-Forwarded-Proto") == "https":
+    if forwarded_https(request, request.app.get(TRUSTED_PROXIES) or []):
         headers["Strict-Transport-Security"] = "max-age=31536000"

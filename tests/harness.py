@@ -34,6 +34,7 @@ shutdown_grace_s = {shutdown_grace_s}
 
 [http]
 allowed_origins = {allowed_origins}
+trusted_proxies = {trusted_proxies}
 
 [media]
 backend = "{media_backend}"
@@ -109,7 +110,7 @@ DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s
             "grace_s": 1.0, "max_message_bytes": 4096, "messages_per_second": 50,
             "message_burst": 100, "paris_overflow": "true",
             "media_backend": "sfu", "shutdown_grace_s": 1.0, "allowed_origins": "[]",
-            "host": "127.0.0.1", "announced": '["127.0.0.1"]',
+            "host": "127.0.0.1", "announced": '["127.0.0.1"]', "trusted_proxies": "[]",
             "extra_config": ""}
 
 
