@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[config], help="run the server")
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="port to listen on")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE",
+                       help="serve HTTPS: PEM certificate chain (with --tls-key)")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE",
+                       help="PEM private key of --tls-cert, unencrypted")
     serve.set_defaults(command=_serve)
 
     token = commands.add_parser("token", help="print an access token")
@@ -113,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, {"server.host": args.host, "server.port": args.port})
+    settings = _settings(args, {"server.host": args.host, "server.port": args.port,
+                                "server.tls_cert": args.tls_cert,
+                                "server.tls_key": args.tls_key})
     from .server import serve  # lazily: the aiohttp/media stack only when serving
 
     try:

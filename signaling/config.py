@@ -71,6 +71,11 @@ class ServerConfig(_Section):
     # On SIGTERM: how long running calls may go on (clients are told to reconnect elsewhere)
     # before they are ended as interrupted and the process exits.
     shutdown_grace_s: float = Field(10.0, ge=0, le=3600)
+    # HTTPS served by shopcall itself (no TLS-terminating proxy in front, docs/tls.md): the
+    # PEM certificate chain, leaf first (certbot's fullchain.pem), and its unencrypted private
+    # key (privkey.pem). Both or neither; checked at load, so a bad pair fails at start.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -78,6 +83,61 @@ class ServerConfig(_Section):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if self.tls_cert is None and self.tls_key is None:
+            return self
+        if self.tls_cert is None or self.tls_key is None:
+            raise ConfigIssues([("tls_cert" if self.tls_cert is None else "tls_key",
+                                 "set server.tls_cert and server.tls_key together")])
+        self.ssl_context()  # ConfigIssues naming the file at fault
+        return self
+
+    def ssl_context(self) -> Any:
+        """The server-side ssl.SSLContext (TLS 1.2 or later) for tls_cert/tls_key, or None
+        without them. Raises ConfigIssues saying which file is wrong and how."""
+        import ssl
+
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        cert, key = self.tls_cert, self.tls_key
+        issues = []
+        for name, path in (("tls_cert", cert), ("tls_key", key)):
+            try:
+                path.read_bytes()
+            except FileNotFoundError:
+                issues.append((name, f"file not found: {path}"))
+            except OSError as e:  # a key readable by root only, a directory
+                issues.append((name, f"cannot read {path}: {e.strerror}"))
+        if issues:
+            raise ConfigIssues(issues)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.2: Mozilla's "intermediate" ciphers (forward secrecy, AEAD), as in
+        # deploy/nginx/shopcall.conf; TLS 1.3's suites are all of that kind already.
+        context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+
+        def no_passphrase() -> bytes:  # never prompt on the terminal of a service
+            raise ConfigIssues([("tls_key", f"{key} is encrypted: give the key without a "
+                                 "passphrase (openssl pkey -in KEY -out KEY.plain)")])
+
+        try:
+            context.load_cert_chain(cert, key, password=no_passphrase)
+        except ssl.SSLError as e:
+            if e.reason == "KEY_VALUES_MISMATCH":
+                raise ConfigIssues([("tls_key", f"{key} is not the private key of the "
+                                     f"certificate in {cert}")]) from None
+            try:  # which of the two is not PEM?
+                ssl.create_default_context(cafile=str(cert))
+            except (ssl.SSLError, ValueError):
+                raise ConfigIssues([("tls_cert", f"{cert} holds no PEM certificate "
+                                     "(-----BEGIN CERTIFICATE-----)")]) from None
+            raise ConfigIssues([("tls_key", f"{key} holds no PEM private key "
+                                 "(-----BEGIN PRIVATE KEY-----)")]) from None
+        return context
 
 
 class HttpConfig(_Section):
@@ -192,18 +252,69 @@ class IceServer(_Section):
         return v
 
 
+class TurnConfig(_Section):
+    """A TURN relay (coturn) for shoppers and store devices on networks that block UDP.
+
+    Each participant joining a call gets its own credentials, minted by the TURN REST scheme
+    coturn checks with `use-auth-secret`: username "<expiry>:<participant>", password
+    base64(HMAC-SHA1(secret, username)). No long-lived TURN password reaches a browser, and a
+    leaked one stops working after `credential_lifetime_s`.
+    """
+
+    # turn: (UDP/TCP) and turns: (TLS, e.g. port 443) URLs given to clients, e.g.
+    # ["turn:turn.shop.example:3478?transport=udp", "turns:turn.shop.example:443?transport=tcp"].
+    urls: list[str] = []
+    # coturn's static-auth-secret. Required with urls.
+    secret: str | None = Field(None, repr=False)
+    # Credentials must outlive the longest call: browsers refresh their allocation every few
+    # minutes with them, and coturn refuses the refresh once they have expired.
+    credential_lifetime_s: float = Field(6 * 3600, ge=60, le=7 * 86400)
+    # The server checks its relay (an allocation per URL, at start and every
+    # check_interval_s) and verifies a turns: URL's certificate against the system's CAs,
+    # or this bundle.
+    check_ca_file: Path | None = None
+    check_interval_s: float = Field(300.0, ge=1, le=86400)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("urls")
+    @classmethod
+    def _turn_schemes(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a turn: or turns: URL")
+        return v
+
+    @model_validator(mode="after")
+    def _secret_with_urls(self) -> TurnConfig:
+        if self.urls and not self.secret:
+            raise ConfigIssues([("secret", "set media.turn.secret (coturn's "
+                                 "static-auth-secret) together with media.turn.urls")])
+        return self
+
+
 class MediaConfig(_Section):
     # "sfu": the built-in selective forwarding unit; "none": calls are signalled but
     # negotiating media is refused with media_unavailable (chat-only deployments).
     backend: Literal["sfu", "none"] = "sfu"
+    # Given to clients as they are (STUN, or TURN with static credentials); the SFU itself
+    # never uses them: its host candidates are what clients connect to.
     ice_servers: list[IceServer] = []
+    turn: TurnConfig = TurnConfig()
     # Addresses the SFU gathers and announces as ICE candidates; empty: every non-loopback
     # interface (aioice's default). Loopback deployments (tests, benchmarks): ["127.0.0.1"].
     announced_addresses: list[str] = []
+    # The rare server behind 1:1 NAT (a cloud's elastic IP on a private interface): each host
+    # candidate is also announced at these public addresses, same port, as server reflexive
+    # (mediaserver/ice_candidates.py). The server still takes no STUN or TURN allocation.
+    public_addresses: list[str] = []
     # Below this estimated downlink a receiver gets audio only (and is told so).
     video_floor_kbps: float = Field(100.0, gt=0)
 
-    @field_validator("announced_addresses")
+    @field_validator("announced_addresses", "public_addresses")
     @classmethod
     def _ip_addresses(cls, v: list[str]) -> list[str]:
         for address in v:

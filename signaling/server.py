@@ -30,16 +30,22 @@ def serve(settings: Settings, *, banner: Callable[[str], None] | None = None,
 
 
 async def _serve(settings: Settings, banner: Callable[[str], None], demo: bool) -> None:
+    # [server] tls_cert/tls_key: HTTPS (and wss:) served directly; validated at load.
+    tls = settings.server.ssl_context()
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, ssl_context=tls)
     await site.start()
     host, port = runner.addresses[0][:2]
-    base = settings.server.public_url or f"http://{host}:{port}"
+    base = settings.server.public_url or f"{'https' if tls else 'http'}://{host}:{port}"
     runners = [runner]
     metrics_line = None
     if settings.metrics.host is not None:
+        # Plain HTTP even when the main site has TLS: the separate metrics address is meant
+        # for a private network or loopback that only Prometheus reaches, and Prometheus
+        # scrapes it without a certificate to manage (anything public: the main site's
+        # /metrics, with its operator token, over HTTPS).
         metrics_runner = web.AppRunner(create_metrics_app(app), access_log=None,
                                        handle_signals=False)
         await metrics_runner.setup()

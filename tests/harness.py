@@ -31,6 +31,7 @@ BASE_CONFIG = """
 [server]
 host = "{host}"
 shutdown_grace_s = {shutdown_grace_s}
+{server_extra}
 
 [http]
 allowed_origins = {allowed_origins}
@@ -111,7 +112,7 @@ DEFAULTS = {"offer_timeout_s": 3.0, "missed_after_s": 30.0, "heartbeat_timeout_s
             "message_burst": 100, "paris_overflow": "true",
             "media_backend": "sfu", "shutdown_grace_s": 1.0, "allowed_origins": "[]",
             "host": "127.0.0.1", "announced": '["127.0.0.1"]', "trusted_proxies": "[]",
-            "extra_config": ""}
+            "extra_config": "", "server_extra": ""}
 
 
 class ServerProcess:
@@ -144,7 +145,7 @@ class ServerProcess:
             if not line:
                 break
             self.banner.append(line.rstrip())
-            match = re.search(r"listening on (http://\S+)", line)
+            match = re.search(r"listening on (https?://\S+)", line)
             if match:  # listening on every address: reach it on loopback
                 self.base_url = match.group(1).replace("://0.0.0.0:", "://127.0.0.1:")
             match = re.search(r"metrics: +(http://\S+)", line)
@@ -157,7 +158,7 @@ class ServerProcess:
 
     @property
     def ws_url(self) -> str:
-        return self.base_url.replace("http://", "ws://") + "/ws"
+        return re.sub(r"^http", "ws", self.base_url) + "/ws"
 
     def token(self, role: Role, subject: str, ttl_s: float = 3600) -> str:
         return self.issuer.mint(role, subject, ttl_s)
