@@ -12,7 +12,10 @@ PYTEST_ARGS ?=
 # nft + unshare + ip: the SFU loss test drops packets in a private network namespace;
 # tc + nsenter: the bandwidth test limits one receiver with tbf on a veth between two.
 # chromium: the browser end-to-end test (driven by Playwright, in a network namespace too).
-SYSTEM_DEPS ?= nft:nftables unshare:util-linux nsenter:util-linux ip:iproute2 tc:iproute2 chromium:chromium
+# turnserver: relayed calls through coturn; nginx: TLS through a reverse proxy;
+# promtool, systemd-analyze: the deployment's alert rules and units are checked.
+SYSTEM_DEPS ?= nft:nftables unshare:util-linux nsenter:util-linux ip:iproute2 tc:iproute2 chromium:chromium \
+  turnserver:coturn nginx:nginx-light promtool:prometheus systemd-analyze:systemd
 # Headers the optional C extensions compile against, as file:apt-package pairs (checked
 # before pip builds them; without them the extension is skipped, see setup.py).
 BUILD_DEPS ?= /usr/include/openssl/evp.h:libssl-dev

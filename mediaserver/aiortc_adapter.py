@@ -40,6 +40,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import candidate_from_sdp
 
 from .bwe.send_history import SendHistory
 from .native import load_extension
@@ -50,6 +51,7 @@ _srtp_gcm = load_extension("_srtp_gcm")
 log = logging.getLogger(__name__)
 # a=extmap:<id>[/<direction>] <uri> [attributes]
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)", re.MULTILINE)
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 
 AIORTC_VERSION = "1.16.0"
 GCM_PROFILES = (b"SRTP_AEAD_AES_128_GCM", b"SRTP_AEAD_AES_256_GCM")
@@ -183,10 +185,14 @@ class PeerAdapter:
     """A server-side RTCPeerConnection whose media we handle at the packet level."""
 
     def __init__(self, ice_servers: Sequence[dict[str, Any]] = ()) -> None:
-        servers = [RTCIceServer(**s) for s in ice_servers]
-        # iceServers must be set (even empty): aiortc adds a public STUN server otherwise.
+        # The SFU passes none: clients reach its host candidates (through their relay when
+        # their network blocks UDP), so its answer needs no round trip and no TURN
+        # allocation is spent on its side. The load tool's raw peers (clients) pass the
+        # join's servers. iceServers must be set even empty: aiortc adds a public STUN
+        # server otherwise.
         self.pc = RTCPeerConnection(RTCConfiguration(
-            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+            iceServers=[RTCIceServer(**s) for s in ice_servers],
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.send_slots: list[SendSlot] = []
         self.recv_slots: list[RecvSlot] = []
         self.on_rtp: RtpHandler = _drop
@@ -225,6 +231,58 @@ class PeerAdapter:
         self.connected = False
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state)
+
+    # ICE --------------------------------------------------------------------------------
+    def remote_ufrag(self) -> str | None:
+        """The ICE username fragment of the peer's current description."""
+        remote = self.pc.remoteDescription
+        match = _UFRAG.search(remote.sdp) if remote is not None else None
+        return match.group(1) if match else None
+
+    async def add_remote_candidate(self, candidate: str, sdp_mid: str | None,
+                                   sdp_mline_index: int | None) -> None:
+        """A trickled candidate ("candidate:..." or "a=candidate:..."), or end-of-candidates
+        (empty). aioice keeps checking pairs as candidates arrive and reports failure only
+        after end-of-candidates. ValueError when the candidate cannot be parsed."""
+        if self.pc.remoteDescription is None:
+            raise ValueError("no offer applied yet")
+        if not candidate:
+            await self.pc.addIceCandidate(None)
+            return
+        line = candidate.removeprefix("a=").removeprefix("candidate:")
+        try:
+            parsed = candidate_from_sdp(line)
+            parsed.port = int(parsed.port)
+        except Exception:  # aiortc asserts, indexes and converts without checks
+            raise ValueError("unreadable candidate (want the RTCIceCandidate.candidate "
+                             "string, e.g. 'candidate:1 1 udp 2130706431 192.0.2.1 50000 "
+                             "typ host')") from None
+        if not 0 < parsed.port < 65536 or parsed.type not in ("host", "srflx", "prflx",
+                                                               "relay"):
+            raise ValueError("unreadable candidate: bad port or type")
+        if parsed.protocol.lower() != "udp":
+            return  # the SFU listens on UDP only: a TCP candidate could never pair
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index if sdp_mid is None else None
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except ValueError:
+            return  # after end-of-candidates (aioice refuses more): nothing to do
+
+    def ice_state(self) -> str:
+        """aiortc's ICE connection state: new, checking, completed, failed or closed."""
+        return self.pc.iceConnectionState
+
+    def selected_pair(self) -> dict[str, Any] | None:
+        """Candidate types of the pair media flows on (no addresses: they are personal
+        data), e.g. {"local": "host", "remote": "relay", "protocol": "udp"}."""
+        pair = self._pair
+        if pair is None and self._connection is not None:
+            pair = self._connection._nominated.get(1)
+        if pair is None:
+            return None
+        return {"local": pair.local_candidate.type, "remote": pair.remote_candidate.type,
+                "protocol": pair.local_candidate.transport.lower()}
 
     # Negotiation ------------------------------------------------------------------------
     def adopt_transceivers(self) -> None:
@@ -418,8 +476,8 @@ class PeerAdapter:
         pair = self._connection._nominated.get(1)
         if pair is None or pair is self._pair:
             return False
-        log.info("peer moved to candidate pair %s -> %s", pair.local_candidate.host,
-                 pair.remote_addr)
+        log.info("peer moved to another candidate pair (%s -> %s)",
+                 pair.local_candidate.type, pair.remote_candidate.type)
         self._use_pair(pair)
         return True
 

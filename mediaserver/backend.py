@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from signaling.media import (
     CallQuality,
+    ConnectionReport,
+    IceCandidate,
     MediaNegotiationError,
     MediaSessionSpec,
     MediaUnavailable,
@@ -22,6 +24,7 @@ from signaling.media import (
 from .aiortc_adapter import use_host_addresses
 from .bandwidth import StoreBudget, session_share
 from .call_quality import CallQualityMonitor
+from .connectivity import ClientView, ConnectionOutcomes
 from .feedback_clock import FeedbackClock
 from .metrics import SfuCollector, Totals, participant_totals
 from .participant import NegotiationError
@@ -37,15 +40,16 @@ REPORT_INTERVAL_S = 1.0  # receiver reports to publishers, bandwidth adaptation
 
 
 class SfuBackend:
-    def __init__(self, *, ice_servers: Sequence[dict[str, Any]] = (),
-                 host_addresses: Sequence[str] = (), video_floor_kbps: float = 100,
+    def __init__(self, *, host_addresses: Sequence[str] = (),
+                 public_addresses: Sequence[str] = (), video_floor_kbps: float = 100,
                  store_budget: Callable[[str], StoreBudget] | None = None,
                  tryon: TryOnService | None = None) -> None:
         self.tryon = tryon  # None: no virtual try-on, every stream is only forwarded
-        self.ice_servers = [dict(s) for s in ice_servers]
+        self.connections = ConnectionOutcomes()  # attempts by outcome, for /metrics
         self.video_floor_bps = video_floor_kbps * 1000
         self.store_budget = store_budget or (lambda _store: StoreBudget())
         use_host_addresses(host_addresses or None)
+        self.public_addresses = list(public_addresses)
         self.routers: dict[str, Router] = {}
         self.quality: dict[str, CallQualityMonitor] = {}  # by session id, for the reports
         self._notify: Notify = lambda _pid, _msg: None
@@ -94,10 +98,11 @@ class SfuBackend:
     async def create_session(self, spec: MediaSessionSpec) -> None:
         # Through a lambda: the notify callback may be bound after sessions exist.
         self.routers[spec.session_id] = Router(
-            spec, lambda pid, msg: self._notify(pid, msg), self.ice_servers,
+            spec, lambda pid, msg: self._notify(pid, msg),
             video_floor_bps=self.video_floor_bps, store_share=self._share,
             retire=lambda p: self.retired.add(participant_totals(p)), tryon=self.tryon,
-            clock=self.clock)
+            clock=self.clock, outcomes=self.connections,
+            public_addresses=self.public_addresses)
         self.quality[spec.session_id] = CallQualityMonitor(time.monotonic())
 
     def _share(self, store_id: str | None) -> StoreBudget:
@@ -120,7 +125,7 @@ class SfuBackend:
         spec = router.spec
         info = {"session_id": session_id, "call_id": spec.call_id,
                 "participant_id": participant_id, "kind": spec.kind.value,
-                "ice_servers": self.ice_servers, "media_available": True}
+                "media_available": True}
         if router.tryon is not None:
             # Try-on outlives a reload of the shopper's page: the picker must start from
             # what the server still draws, not from "Off".
@@ -138,6 +143,23 @@ class SfuBackend:
             await self._router(session_id).answer(participant_id, sdp)
         except NegotiationError as exc:
             raise MediaNegotiationError(str(exc)) from None
+
+    async def add_candidate(self, session_id: str, participant_id: str,
+                            candidate: IceCandidate) -> None:
+        try:
+            await self._router(session_id).add_candidate(
+                participant_id, candidate.candidate, candidate.sdp_mid,
+                candidate.sdp_mline_index, candidate.ufrag)
+        except NegotiationError as exc:
+            raise MediaNegotiationError(str(exc)) from None
+
+    def connection_report(self, session_id: str, participant_id: str,
+                          report: ConnectionReport) -> None:
+        router = self.routers.get(session_id)
+        if router is not None:
+            router.connection_report(participant_id, ClientView(
+                report.state, report.candidate_type, report.protocol, report.relay_protocol,
+                report.errors))
 
     async def add_participant(self, session_id: str, participant_id: str) -> None:
         self._router(session_id)

@@ -57,6 +57,10 @@ def participant_totals(p: Participant) -> Totals:
     return t
 
 
+# Every series exists from the start (at 0), so dashboards and alerts see them at once.
+CONNECTION_SERIES = (*(("connected", t) for t in ("host", "srflx", "prflx", "relay", "none")),
+                     ("failed", "none"))
+
 HELP = {
     "forwarded_packets": "RTP packets forwarded to receivers (retransmissions excluded).",
     "forwarded_bytes": "RTP payload bytes forwarded to receivers.",
@@ -89,6 +93,15 @@ class SfuCollector(Collector):
         yield CounterMetricFamily(
             "shopcall_sfu_audio_only_fallbacks", "Receivers switched to audio only.",
             value=self.backend.retired_fallbacks + sum(r.fallbacks for r in routers))
+        connections = CounterMetricFamily(
+            "shopcall_media_connections",
+            "Media connection attempts by outcome and by the candidate type that carried "
+            "media (relay: through TURN; failed ones have none).",
+            labels=["outcome", "candidate_type"])
+        counts = self.backend.connections.counts
+        for outcome, kind in CONNECTION_SERIES:
+            connections.add_metric([outcome, kind], counts.get((outcome, kind), 0))
+        yield connections
         yield GaugeMetricFamily("shopcall_sfu_media_sessions", "Active media sessions.",
                                 value=len(routers))
         yield GaugeMetricFamily("shopcall_sfu_participants", "Connected media participants.",

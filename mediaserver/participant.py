@@ -32,6 +32,8 @@ from .aiortc_adapter import PeerAdapter, RecvSlot, RelayTrack, SendSlot, fmtp_of
 from .bwe.arrivals import ArrivalRecorder, twcc_number
 from .bwe.twcc import FMT as TWCC_FMT
 from .bwe.twcc import PT_RTPFB, parse_feedback
+from .connectivity import ConnectionRecord
+from .ice_candidates import announce_public
 from .consumer import Consumer
 from .loss_detector import build_nack
 from .producer import Producer
@@ -98,6 +100,8 @@ class Participant:
         self._rid_ext = self._rrid_ext = 0
         # SSRC -> rid learnt by a previous connection of the same participant (ICE restart).
         self.known_rids: dict[int, str] = {}
+        # This connection attempt: how it came up (candidate types) or why it did not.
+        self.connection = ConnectionRecord(time.monotonic())
         self.bad_packets = 0
         self.nacks_sent = 0
         self.rembs_sent = 0
@@ -128,7 +132,8 @@ class Participant:
         self._follow_transport_cc()
         self._follow_simulcast(offered_simulcast(sdp))
         self.router.reconcile()
-        return receive_simulcast(pc.localDescription.sdp, self.simulcast)
+        return announce_public(receive_simulcast(pc.localDescription.sdp, self.simulcast),
+                               self.router.public_addresses)
 
     async def handle_answer(self, sdp: str) -> None:
         pc = self.peer.pc
@@ -160,8 +165,9 @@ class Participant:
         self._prefer_session_codec()
         offer = await self.peer.create_offer()
         await self.peer.pc.setLocalDescription(offer)
-        self.router.notify(self.id, {"type": "media.offer", "sdp": receive_simulcast(
-            self.peer.pc.localDescription.sdp, self.simulcast)})
+        self.router.notify(self.id, {"type": "media.offer", "sdp": announce_public(
+            receive_simulcast(self.peer.pc.localDescription.sdp, self.simulcast),
+            self.router.public_addresses)})
 
     def _prefer_session_codec(self) -> None:
         mime = self.router.video_mime
@@ -202,7 +208,8 @@ class Participant:
 
     # Media --------------------------------------------------------------------------------
     def _on_connected(self) -> None:
-        self.router.reconcile()
+        self.connection.connected(time.monotonic(), self.peer.selected_pair())
+        self.router.participant_connected(self)
 
     def on_rtp(self, data: bytes) -> None:
         """Hot path: demultiplex one decrypted RTP packet."""
@@ -496,6 +503,7 @@ class Participant:
         return {
             "participant_id": self.id,
             "connected": self.peer.connected,
+            "connection": self.connection.describe(self.peer.ice_state()),
             "remb_bps": self.remb_bps,
             "estimated_bps": round(self.available_bps),
             "video_paused": self.video_paused,

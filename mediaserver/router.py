@@ -24,6 +24,7 @@ from . import h264
 from .adaptation import Adaptation
 from .aiortc_adapter import PeerAdapter, server_h264_fmtps
 from .bandwidth import StoreBudget
+from .connectivity import ClientView, ConnectionOutcomes
 from .feedback_clock import FeedbackClock
 from .participant import NegotiationError, Participant
 from .producer import Producer
@@ -80,10 +81,12 @@ def stream_groups(source: Participant) -> list[list[Producer]]:
 
 class Router:
     def __init__(self, spec: MediaSessionSpec, notify: Callable[[str, dict[str, Any]], None],
-                 ice_servers: list[dict[str, Any]], *, video_floor_bps: float = 100_000,
+                 *, video_floor_bps: float = 100_000,
                  store_share: Callable[[str | None], StoreBudget] | None = None,
                  retire: Callable[[Participant], None] = lambda _p: None,
-                 tryon: TryOnService | None = None, clock: FeedbackClock | None = None) -> None:
+                 tryon: TryOnService | None = None, clock: FeedbackClock | None = None,
+                 outcomes: ConnectionOutcomes | None = None,
+                 public_addresses: list[str] | None = None) -> None:
         self.retire = retire  # folds a departing participant's counters into the totals
         self.spec = spec
         # The backend's; a router on its own (tests) gets one whose work does nothing.
@@ -93,7 +96,10 @@ class Router:
         self.store_share = store_share or (lambda _store: StoreBudget())
         self.caps: dict[int, float] = {}  # producer SSRC -> last REMB cap sent
         self._notify = notify
-        self.ice_servers = ice_servers
+        # Connection attempts by outcome and candidate type (the backend's, for /metrics).
+        self.outcomes = outcomes if outcomes is not None else ConnectionOutcomes()
+        # Announced beside each host candidate for a server behind 1:1 NAT.
+        self.public_addresses = public_addresses or []
         self.participants: dict[str, Participant] = {}
         self.video_mime: str | None = None
         # With H.264, the profile and packetization mode every participant must share.
@@ -103,6 +109,8 @@ class Router:
         self.adaptation = Adaptation(self)
         # Simulcast labels of participants whose connection ended, for their comeback.
         self._known_rids: dict[str, dict[int, str]] = {}
+        # Participants whose last connection attempt failed (the others were told).
+        self._unreachable: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Virtual try-on, when this session's store offers it (None: pure forwarding).
         self.tryon: SessionTryOn | None = None
@@ -126,7 +134,7 @@ class Router:
         if current is not None:
             await self._drop(current)
         known_rids = self._known_rids.pop(participant_id, {})
-        participant = Participant(participant_id, self, PeerAdapter(self.ice_servers))
+        participant = Participant(participant_id, self, PeerAdapter())
         # After an ICE restart a browser keeps its SSRCs but no longer labels them with
         # their rid (it stops once they were acknowledged): hand the labels over.
         participant.known_rids = known_rids
@@ -142,6 +150,64 @@ class Router:
         if participant is None:
             raise NegotiationError("not in this media session: send an offer first")
         await participant.handle_answer(sdp)
+
+    async def add_candidate(self, participant_id: str, candidate: str, sdp_mid: str | None,
+                            sdp_mline_index: int | None, ufrag: str | None) -> None:
+        """A trickled candidate for the participant's current connection. One from an
+        earlier ICE generation (its offer was replaced since) is dropped without error: the
+        browser sends them in good faith while its restart is under way."""
+        participant = self.participants.get(participant_id)
+        if participant is None or participant.closed:
+            raise NegotiationError("no media connection is being set up: send an offer first")
+        if ufrag is not None and ufrag != participant.peer.remote_ufrag():
+            return
+        try:
+            await participant.peer.add_remote_candidate(candidate, sdp_mid, sdp_mline_index)
+        except ValueError as exc:
+            raise NegotiationError(str(exc)) from None
+
+    def connection_report(self, participant_id: str, view: ClientView) -> None:
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            return
+        participant.connection.report(view)
+        if view.state == "failed" and not participant.closed:
+            self._connection_failed(participant)
+            self.participant_lost(participant)  # the client gave up: free its transport
+
+    def _connection_failed(self, participant: Participant) -> None:
+        record = participant.connection
+        if record.failed(record.reason(participant.peer.ice_state())):
+            role = participant.id.split(":", 1)[0]
+            log.warning("media session %s: a %s's media connection failed: %s",
+                        self.spec.session_id, role, record.failure)
+            self.outcomes.count(record)
+            # The others would otherwise wait for a picture that is not coming.
+            self._unreachable.add(participant.id)
+            self._tell_others(participant.id, "peer_connection_failed",
+                              "could not connect: their network blocks calls")
+
+    def participant_connected(self, participant: Participant) -> None:
+        if participant.id in self._unreachable:
+            self._unreachable.discard(participant.id)
+            self._tell_others(participant.id, "peer_connected", "connected")
+        self.reconcile()
+
+    def _tell_others(self, participant_id: str, code: str, message: str) -> None:
+        for other in self.participants:
+            if other != participant_id:
+                self.notify(other, {"type": "media.notice", "code": code,
+                                    "from": participant_id, "message": message})
+
+    def _watch_connections(self, now: float) -> None:
+        """Once a second: give up on attempts that never connected, count what is settled."""
+        for participant in list(self.participants.values()):
+            record = participant.connection
+            if record.overdue(now):
+                self._connection_failed(participant)
+                self.participant_lost(participant)
+            if record.countable(now):
+                self.outcomes.count(record)
 
     @staticmethod
     def _ice_restart(participant: Participant, sdp: str) -> bool:
@@ -254,6 +320,8 @@ class Router:
 
     def participant_lost(self, participant: Participant) -> None:
         """The participant's connection failed or closed: its streams stop for the others."""
+        if participant.connection.outcome is None and not participant.closed:
+            self._connection_failed(participant)  # ICE failed before media ever flowed
         if self.participants.get(participant.id) is participant:
             self._spawn(self._drop(participant))
 
@@ -274,6 +342,8 @@ class Router:
             self.tryon.leave(participant_id)
         participant = self.participants.pop(participant_id, None)
         if participant is not None:
+            if participant.connection.outcome == "connected" and not participant.connection.counted:
+                self.outcomes.count(participant.connection)
             await self._drop(participant)
 
     def forward_sender_report(self, producer: Producer) -> None:
@@ -297,6 +367,8 @@ class Router:
         participant and stream 20 times a second, so what only concerns publishers is
         skipped for everyone else without a call."""
         self.adaptation.tick(now, reports)
+        if reports:
+            self._watch_connections(now)
         for participant in self.participants.values():
             if reports and participant.peer.connected:
                 participant.peer.follow_nominated_pair()

@@ -16,6 +16,7 @@ from . import garments_api, http_api, reports_api, web_security
 from .auth import TokenIssuer, resolve_secret
 from .client_address import parse_networks
 from .config import Settings
+from .ice_servers import IceServerIssuer
 from .keys import (
     ISSUER,
     MEDIA,
@@ -25,6 +26,7 @@ from .keys import (
     STORAGE,
     SWITCHBOARD,
     TRUSTED_PROXIES,
+    TURN_CHECK,
 )
 from .media import MediaBackend, NoMediaBackend
 from .metrics import SignalingMetrics
@@ -33,6 +35,7 @@ from .qualification import QuestionSet
 from .rate_limit import KeyedRateLimiter
 from .sqlite_storage import SQLiteStorage
 from .switchboard import RoutingSettings, Switchboard
+from .turn_check import TurnCheckCollector, TurnChecker
 from .ws import SignalingEndpoint
 
 WEB_CLIENT_DIR = Path(__file__).resolve().parent.parent / "web_client"
@@ -58,8 +61,13 @@ def create_app(
     questions = (QuestionSet.from_config([q.model_dump() for q in settings.qualification])
                  if settings.qualification else None)
     r = settings.routing
+    turn = settings.media.turn
+    ice = IceServerIssuer([s.model_dump(exclude_none=True) for s in settings.media.ice_servers],
+                          turn_urls=turn.urls, turn_secret=turn.secret,
+                          lifetime_s=turn.credential_lifetime_s, clock=clock)
     switchboard = Switchboard(
         storage=storage, metrics=metrics, media=media, questions=questions, clock=clock,
+        ice=ice,
         settings=RoutingSettings(
             offer_timeout_s=r.offer_timeout_s, missed_after_s=r.missed_after_s,
             heartbeat_timeout_s=r.heartbeat_timeout_s,
@@ -67,6 +75,12 @@ def create_app(
             default_handle_time_s=r.default_handle_time_s, allow_overflow=r.allow_overflow,
             max_text_chars=settings.limits.max_text_chars))
     switchboard_ref.append(switchboard)
+    checker = None
+    if turn.urls:
+        checker = TurnChecker(ice, turn.urls, ca_file=turn.check_ca_file,
+                              interval_s=turn.check_interval_s)
+        metrics.registry.register(TurnCheckCollector(checker))
+    app[TURN_CHECK] = checker
     issuer = TokenIssuer(resolve_secret(settings))
     per_minute = settings.auth.shopper_tokens_per_minute
     app[SETTINGS] = settings
@@ -113,9 +127,8 @@ def create_metrics_app(app: web.Application) -> web.Application:
 
 def media_backend(settings: Settings, switchboard: Callable[[], Switchboard],
                   garments: garments_api.GarmentStore | None = None) -> MediaBackend:
-    ice_servers = [s.model_dump(exclude_none=True) for s in settings.media.ice_servers]
     if settings.media.backend == "none":
-        return NoMediaBackend(ice_servers)
+        return NoMediaBackend()
     from mediaserver.backend import SfuBackend  # the media stack only when it is used
     from mediaserver.bandwidth import StoreBudget
 
@@ -133,8 +146,9 @@ def media_backend(settings: Settings, switchboard: Callable[[], Switchboard],
 
         tryon = TryOnService(garments.catalogue, stores=settings.tryon.stores,
                              bitrate=settings.tryon.bitrate_kbps * 1000)
-    return SfuBackend(tryon=tryon, ice_servers=ice_servers,
+    return SfuBackend(tryon=tryon,
                       host_addresses=settings.media.announced_addresses,
+                      public_addresses=settings.media.public_addresses,
                       video_floor_kbps=settings.media.video_floor_kbps,
                       store_budget=store_budget)
 
@@ -150,8 +164,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await storage.upsert_staff(member.to_model())
         await app[MEDIA].start()
         await switchboard.start()
+        if app[TURN_CHECK] is not None:
+            app[TURN_CHECK].start()
         yield
     finally:
+        if app[TURN_CHECK] is not None:
+            await app[TURN_CHECK].stop()
         await switchboard.stop()
         await app[MEDIA].stop()
         await storage.close()

@@ -35,6 +35,7 @@ from .keys import (
     STORAGE,
     SWITCHBOARD,
     TRUSTED_PROXIES,
+    TURN_CHECK,
 )
 from .model import (
     Channel,
@@ -472,7 +473,9 @@ async def put_staff(request: web.Request) -> web.Response:
 @routes.get("/api/media-sessions")
 async def media_sessions(request: web.Request) -> web.Response:
     principal(request, Role.OPERATOR)
-    return web.json_response({"media_sessions": request.app[MEDIA].describe()})
+    checker = request.app[TURN_CHECK]
+    return web.json_response({"media_sessions": request.app[MEDIA].describe(),
+                              "turn": checker.describe() if checker is not None else []})
 
 
 # Operations ------------------------------------------------------------------------------

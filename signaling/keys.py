@@ -20,3 +20,4 @@ METRICS = web.AppKey("metrics", SignalingMetrics)
 MEDIA = web.AppKey("media", MediaBackend)
 SHOPPER_TOKEN_LIMITER = web.AppKey("shopper_token_limiter", KeyedRateLimiter)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", list)
+TURN_CHECK = web.AppKey("turn_check", object)  # TurnChecker, or None without [media.turn]

@@ -10,7 +10,7 @@ about WebSockets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +73,28 @@ class CallQuality:
     audio_packets_forwarded: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    """A participant's trickled ICE candidate (`media.candidate`); `candidate` empty means
+    end-of-candidates for the generation `ufrag` names."""
+
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+    ufrag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReport:
+    """A participant's own view of its media connection (`media.connection`)."""
+
+    state: str  # "connected" | "failed"
+    candidate_type: str | None = None
+    protocol: str | None = None
+    relay_protocol: str | None = None
+    errors: tuple[tuple[str, int, str], ...] = ()  # (url, code, text) from icecandidateerror
+
+
 class MediaBackend(Protocol):
     def bind(self, notify: Notify) -> None: ...
 
@@ -83,7 +105,8 @@ class MediaBackend(Protocol):
     async def create_session(self, spec: MediaSessionSpec) -> None: ...
 
     def join_info(self, session_id: str, participant_id: str) -> dict[str, Any]:
-        """What a participant needs to join: ICE servers, session id, who else is there."""
+        """What a participant needs to join: session id, call, kind. (The ICE servers it
+        is given are signalling's business: see signaling/ice_servers.py.)"""
 
     async def offer(self, session_id: str, participant_id: str, sdp: str) -> str:
         """Apply the participant's offer (first join, renegotiation or ICE restart); return
@@ -91,6 +114,16 @@ class MediaBackend(Protocol):
 
     async def answer(self, session_id: str, participant_id: str, sdp: str) -> None:
         """Apply the participant's answer to an offer the server sent through notify."""
+
+    async def add_candidate(self, session_id: str, participant_id: str,
+                            candidate: IceCandidate) -> None:
+        """A trickled remote candidate (or end-of-candidates) for the participant's current
+        connection; one of an earlier ICE generation is ignored."""
+
+    def connection_report(self, session_id: str, participant_id: str,
+                          report: ConnectionReport) -> None:
+        """Keep (and log when it failed) what the participant's client says of its
+        connection, for operators."""
 
     async def add_participant(self, session_id: str, participant_id: str) -> None: ...
 
@@ -117,8 +150,7 @@ class NoMediaBackend:
     """Used when no media server is configured: calls are recorded and signalled, but
     negotiating media is refused with `media_unavailable`, so clients fail clearly."""
 
-    def __init__(self, ice_servers: Sequence[dict[str, Any]] = ()) -> None:
-        self._ice_servers = [dict(s) for s in ice_servers]
+    def __init__(self) -> None:
         self._sessions: dict[str, MediaSessionSpec] = {}
 
     def bind(self, notify: Notify) -> None:
@@ -140,7 +172,6 @@ class NoMediaBackend:
             "call_id": spec.call_id,
             "participant_id": participant_id,
             "kind": spec.kind.value,
-            "ice_servers": self._ice_servers,
             "media_available": False,
         }
 
@@ -149,6 +180,14 @@ class NoMediaBackend:
 
     async def answer(self, session_id: str, participant_id: str, sdp: str) -> None:
         raise MediaUnavailable("this deployment has no media server configured")
+
+    async def add_candidate(self, session_id: str, participant_id: str,
+                            candidate: IceCandidate) -> None:
+        raise MediaUnavailable("this deployment has no media server configured")
+
+    def connection_report(self, session_id: str, participant_id: str,
+                          report: ConnectionReport) -> None:
+        return None
 
     async def add_participant(self, session_id: str, participant_id: str) -> None:
         if session_id not in self._sessions:

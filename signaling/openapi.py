@@ -372,12 +372,16 @@ def build_openapi() -> dict[str, Any]:
             parameters=_params(GARMENT_ID))},
         "/api/media-sessions": {"get": op(
             "Live media sessions (further fields, and what a participant is, depend on the "
-            "media backend: the SFU adds codecs, bitrates, loss and RTT)", "operator",
+            "media backend: the SFU adds codecs, bitrates, loss, RTT and how each connection "
+            "came up or why not), and the server's last check of each TURN URL", "operator",
             {"200": _json(obj({"media_sessions": array({
                 "type": "object",
                 "required": ["session_id", "conversation_id", "kind", "participants"],
                 "properties": {"session_id": STR, "conversation_id": STR,
-                               "kind": enum(CallKind), "participants": {"type": "array"}}})})),
+                               "kind": enum(CallKind), "participants": {"type": "array"}}}),
+                "turn": array(obj({"url": STR, "ok": {"type": ["boolean", "null"]},
+                                   "error": {"type": ["string", "null"]},
+                                   "checked_at": {"type": ["number", "null"]}}))})),
              **_errors(*auth)})},
         "/api/openapi.json": {"get": op("This document", "anyone", {
             "200": _json({"type": "object", "required": ["openapi", "info", "paths"]}),

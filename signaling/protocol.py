@@ -249,6 +249,56 @@ class MediaAnswer(Inbound):
     sdp: Annotated[str, Field(min_length=1, max_length=65536)]
 
 
+class MediaCandidate(Inbound):
+    """Trickle ICE: one of the sender's ICE candidates as its browser finds it (the
+    `icecandidate` event), or end-of-candidates (`candidate` empty). Offers no longer wait
+    for gathering, so a slow or blocked STUN/TURN server costs the set-up nothing."""
+
+    roles = _PARTICIPANTS
+    type: Literal["media.candidate"]
+    call_id: Id
+    # The "candidate:..." attribute value; "" means no more candidates (this generation).
+    candidate: Annotated[str, Field(max_length=1024)]
+    sdp_mid: Annotated[str, Field(max_length=64)] | None = None
+    sdp_mline_index: Annotated[int, Field(ge=0, le=255)] | None = None
+    # The ICE username fragment it belongs to: candidates of an earlier generation (before
+    # an ICE restart) are ignored.
+    ufrag: Annotated[str, Field(max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> MediaCandidate:
+        if self.candidate and self.sdp_mid is None and self.sdp_mline_index is None:
+            raise ValueError("a candidate needs sdp_mid or sdp_mline_index")
+        return self
+
+
+class IceError(BaseModel):
+    """An `icecandidateerror` the browser saw: a STUN/TURN server that refused or did not
+    answer (401: wrong or expired TURN credentials; 701: unreachable)."""
+
+    model_config = ConfigDict(extra="ignore")
+    url: Annotated[str, Field(max_length=256)] = ""
+    code: Annotated[int, Field(ge=0, le=999)] = 0
+    text: Annotated[str, Field(max_length=200)] = ""
+
+
+class MediaConnection(Inbound):
+    """The sender's own view of its media connection, for operators: reported when it
+    connects (which candidate types were chosen) and when it gives up (the errors its STUN
+    and TURN servers gave). The server's own view comes from its end of the connection."""
+
+    roles = _PARTICIPANTS
+    type: Literal["media.connection"]
+    call_id: Id
+    state: Literal["connected", "failed"]
+    # The selected pair's local candidate: host | srflx | prflx | relay, its transport, and
+    # for relay candidates how the browser reaches its TURN server (udp | tcp | tls).
+    candidate_type: Literal["host", "srflx", "prflx", "relay"] | None = None
+    protocol: Literal["udp", "tcp"] | None = None
+    relay_protocol: Literal["udp", "tcp", "tls"] | None = None
+    errors: Annotated[list[IceError], Field(max_length=8)] = []
+
+
 class MediaState(Inbound):
     """What the sender's own devices do: its camera turned off or on (a tile says "camera
     off" only when its owner said so, never because frames stopped on a weak link)."""
@@ -306,7 +356,7 @@ INBOUND: dict[str, type[Inbound]] = {
         Hello, Ping, PresenceSet, ConversationOpen, ConversationResume, ConversationAccept,
         ConversationDecline, ConversationTransfer, ConversationClose, ChatSend, ChatTyping,
         ChatRead, CallPropose, CallAccept, CallDecline, CallEnd, CallInvite, CallJoin,
-        CallLeave, MediaOffer, MediaAnswer, MediaState,
+        CallLeave, MediaOffer, MediaAnswer, MediaCandidate, MediaConnection, MediaState,
         TryOnSet, FeedbackSubmit, AsyncLeave, QueueList,
     )
 }
@@ -321,8 +371,8 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "chat.message", "chat.typing", "chat.read",
     "call.proposed", "call.declined", "call.started", "call.ended",
     "call.invited", "call.joined", "call.left",
-    "media.offer", "media.answer", "media.notice", "media.layer", "media.sources",
-    "media.state",
+    "media.offer", "media.answer", "media.candidate", "media.notice", "media.layer",
+    "media.sources", "media.state",
     "tryon.state",
     "async.answered",
     "server.shutdown",

@@ -21,7 +21,10 @@ from typing import Any, Protocol
 
 from .auth import Principal
 from .availability import Availability, compute_availability
+from .ice_servers import IceServerIssuer
 from .media import (
+    ConnectionReport,
+    IceCandidate,
     MediaBackend,
     MediaNegotiationError,
     MediaSessionSpec,
@@ -71,6 +74,8 @@ from .protocol import (
     FeedbackSubmit,
     Inbound,
     MediaAnswer,
+    MediaCandidate,
+    MediaConnection,
     MediaOffer,
     MediaState,
     PresenceSet,
@@ -142,8 +147,10 @@ class Switchboard:
         media: MediaBackend,
         questions: QuestionSet | None = None,
         clock: Callable[[], float] = time.time,
+        ice: IceServerIssuer | None = None,
     ) -> None:
         self.storage = storage
+        self.ice = ice or IceServerIssuer(clock=clock)
         self.settings = settings
         self.metrics = metrics
         self.media = media
@@ -195,6 +202,8 @@ class Switchboard:
             "call.leave": self._on_call_leave,
             "media.offer": self._on_media_offer,
             "media.answer": self._on_media_answer,
+            "media.candidate": self._on_media_candidate,
+            "media.connection": self._on_media_connection,
             "media.state": self._on_media_state,
             "tryon.set": self._on_tryon_set,
             "feedback.submit": self._on_feedback,
@@ -748,7 +757,7 @@ class Switchboard:
         if call is not None and call.media_session_id is not None and call.ended_at is None \
                 and (conn.principal.role is Role.SHOPPER
                      or conv.state is ConversationState.ACCEPTED):
-            result["join"] = self.media.join_info(call.media_session_id,
+            result["join"] = self._join_info(call.media_session_id,
                                                   actor_of(conn.principal))
         return result
 
@@ -981,9 +990,9 @@ class Switchboard:
         for participant in participants:
             self.notify_participant(participant, {
                 "type": "call.started", "call": self._call_public(call),
-                "join": self.media.join_info(session_id, participant)})
+                "join": self._join_info(session_id, participant)})
         return {"call": self._call_public(call),
-                "join": self.media.join_info(session_id, actor_of(conn.principal))}
+                "join": self._join_info(session_id, actor_of(conn.principal))}
 
     async def _on_call_decline(self, conn: Connection, msg: CallDecline) -> dict[str, Any]:
         call, conv = self._call(conn, msg.call_id)
@@ -1093,7 +1102,7 @@ class Switchboard:
                   "participant": f"staff:{staff_id}", "name": member.name}
         self._send_call(call, conv, notice, skip_staff=staff_id)
         return {"call": self._call_public(call), "conversation": self.conversation_view(conv),
-                "join": self.media.join_info(call.media_session_id, f"staff:{staff_id}")}
+                "join": self._join_info(call.media_session_id, f"staff:{staff_id}")}
 
     async def _on_call_leave(self, conn: Connection, msg: CallLeave) -> dict[str, Any]:
         call, conv = self._call(conn, msg.call_id)
@@ -1140,6 +1149,39 @@ class Switchboard:
             conn.send({"type": "media.state", "call_id": call.id, "participant_id": other,
                        "camera": "off"})
         return {"call_id": call.id, "sdp": sdp}
+
+    def _join_info(self, session_id: str, participant_id: str) -> dict[str, Any]:
+        """The media backend's join information plus this participant's ICE servers (TURN
+        credentials minted for it alone when a relay is configured)."""
+        info = self.media.join_info(session_id, participant_id)
+        info["ice_servers"] = self.ice.for_participant(participant_id) \
+            if info.get("media_available") else []
+        return info
+
+    async def _on_media_candidate(self, conn: Connection, msg: MediaCandidate) -> dict[str, Any]:
+        call, _ = self._call(conn, msg.call_id)
+        if call.media_session_id is None:
+            raise ProtocolError(ErrorCode.INVALID_STATE, "the call has not started")
+        try:
+            await self.media.add_candidate(
+                call.media_session_id, actor_of(conn.principal),
+                IceCandidate(msg.candidate, msg.sdp_mid, msg.sdp_mline_index, msg.ufrag))
+        except MediaUnavailable as exc:
+            raise ProtocolError(ErrorCode.MEDIA_UNAVAILABLE, str(exc)) from None
+        except MediaNegotiationError as exc:
+            raise ProtocolError(ErrorCode.NEGOTIATION_FAILED, str(exc)) from None
+        return {"call_id": call.id}
+
+    async def _on_media_connection(self, conn: Connection,
+                                   msg: MediaConnection) -> dict[str, Any]:
+        call, _ = self._call(conn, msg.call_id)
+        if call.media_session_id is not None:
+            self.media.connection_report(call.media_session_id, actor_of(conn.principal),
+                                         ConnectionReport(
+                                             msg.state, msg.candidate_type, msg.protocol,
+                                             msg.relay_protocol,
+                                             tuple((e.url, e.code, e.text) for e in msg.errors)))
+        return {"call_id": call.id}
 
     async def _on_media_state(self, conn: Connection, msg: MediaState) -> dict[str, Any]:
         call, conv = self._call(conn, msg.call_id)

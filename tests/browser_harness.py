@@ -360,12 +360,15 @@ class ShopSite:
 
 
 @contextmanager
-def browser_server(workdir: Path, **overrides: Any) -> Iterator[ServerProcess]:
+def browser_server(workdir: Path, *, site_host: str = ShopSite.HOST,
+                   public_host: str | None = None, **overrides: Any) -> Iterator[ServerProcess]:
     """A server for browsers, and the shop's site on another origin that embeds its widget
     (`server.shop_url`); the production frame limit (a browser's SDP offer is 5-8 kB; the
-    harness's 4096-byte default is for protocol tests)."""
+    harness's 4096-byte default is for protocol tests). `site_host`: the shop site's
+    address; `public_host`: the address browsers reach shopcall at (a server listening on
+    every address, seen from other hosts)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    site = ShopSite()
+    site = ShopSite(site_host)
     server = ServerProcess(workdir, **{"max_message_bytes": 65536,
                                        "allowed_origins": json.dumps([site.origin]),
                                        **overrides})
@@ -374,7 +377,10 @@ def browser_server(workdir: Path, **overrides: Any) -> Iterator[ServerProcess]:
     except BaseException:
         site.close()
         raise
-    site.embed(server.base_url)
+    if public_host is not None:
+        server.public_base = server.base_url.replace(  # type: ignore[attr-defined]
+            "://127.0.0.1:", f"://{public_host}:")
+    site.embed(getattr(server, "public_base", server.base_url))
     server.shop_url = site.url  # type: ignore[attr-defined]
     server.shop_site = site  # type: ignore[attr-defined]
     try:

@@ -497,6 +497,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "media.offer": {"call_id": "call_nope", "sdp": "v=0\r\n"},
     "media.answer": {"call_id": "call_nope", "sdp": "v=0\r\n"},
     "media.state": {"call_id": "call_nope", "camera": "off"},
+    "media.candidate": {"call_id": "call_nope", "candidate": "", "ufrag": "u"},
+    "media.connection": {"call_id": "call_nope", "state": "failed"},
     "tryon.set": {"call_id": "call_nope", "enabled": True, "garment_id": "sample-tshirt"},
     "feedback.submit": {"conversation_id": "cnv_nope", "satisfaction": 4, "recommendation": 8},
     "async.leave": {"conversation_id": "cnv_nope", "text": "Call me back",

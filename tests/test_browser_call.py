@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,8 @@ class Call:
     widget: Any
     staff: Any
     column: Any
+    # From the shopper's "Turn on camera" to both sides decoding a first frame (200 ms polls).
+    first_frames_s: float = 0.0
 
 
 def start_video_call(server: ServerProcess, shopper_ctx: Any, staff_ctx: Any, *,
@@ -166,9 +169,13 @@ def start_video_call(server: ServerProcess, shopper_ctx: Any, staff_ctx: Any, *,
     widget.locator(".chat-actions").get_by_role("button", name="Video call").click()
     column.locator(".callbar").get_by_role("button", name="Accept").click()
     widget.locator(".consent").get_by_role("button", name="Turn on camera").click()
+    clicked = time.monotonic()
+    wait_frames(shopper, "shopper", minimum=1)
+    wait_frames(staff, "staff", minimum=1)
+    first_frames_s = time.monotonic() - clicked
     wait_frames(shopper, "shopper")
     wait_frames(staff, "staff")
-    return Call(shopper, widget, staff, column)
+    return Call(shopper, widget, staff, column, first_frames_s)
 
 
 # Tests --------------------------------------------------------------------------------------

@@ -208,8 +208,11 @@ async def drive_traffic(server: ServerProcess,
 async def test_every_metric_named_is_exported_by_a_running_server(
         server_factory: Callable[..., ServerProcess],
         connect: Callable[..., Awaitable[WsClient]]) -> None:
+    # A TURN relay configured (nothing listens there): its check's gauge is exported too.
     server = server_factory(missed_after_s=1.0,
-                            extra_config='[metrics]\nhost = "127.0.0.1"\nport = 0\n')
+                            extra_config='[metrics]\nhost = "127.0.0.1"\nport = 0\n'
+                                         '[media.turn]\nurls = ["turn:127.0.0.1:9?transport=tcp"]'
+                                         '\nsecret = "not-used"\n')
     assert server.metrics_url, server.banner
     # The main address wants an operator token (prometheus.yml's commented variant).
     status, _ = await http("GET", server.base_url + "/metrics")

@@ -5,8 +5,11 @@
 //     applies the SDP answer carried by the ack;
 //   - the server pushes `media.offer` events when it has more to send (another participant's
 //     streams): they are answered with `media.answer`;
-//   - the server (aiortc) has no trickle ICE, so every SDP leaves only once ICE gathering is
-//     complete, with all candidates inside;
+//   - trickle ICE: our offer leaves at once, our candidates follow one by one
+//     (`media.candidate`), so a slow or blocked STUN/TURN server delays nothing; the server's
+//     SDP carries its own (host) candidates;
+//   - a connection that never comes up says so ("could not connect: the network blocks
+//     calls") and reports why to the server (`media.connection`), with retry and audio only;
 //   - negotiation steps run one at a time (a promise queue): a server offer never interleaves
 //     with our own offer/answer.
 //
@@ -16,8 +19,11 @@
 import { ShopcallError } from './protocol.js';
 import { h, icon } from './ui.js';
 
-const GATHER_TIMEOUT_MS = 5000;
 const MAX_RESTARTS = 2;
+// A first connection not up after this long has failed (a network that blocks UDP and a
+// TURN relay that is unreachable or refuses us); the user gets retry and audio only.
+const CONNECT_TIMEOUT_MS = 20000;
+const MAX_ICE_ERRORS = 8;
 const DISCONNECT_RESTART_MS = 3000;
 const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 },
   frameRate: { ideal: 30, max: 30 } };
@@ -111,11 +117,14 @@ export class CallMedia {
    * @param {object} o.join   `join` from call.started / call.accept (ice_servers, kind)
    * @param {boolean} [o.camera=true]     send video (video calls only)
    * @param {boolean} [o.microphone=true] send audio
+   * @param {boolean} [o.audioOnly=false] a video call joined with sound only (no video either
+   *   way): the fallback offered when video could not connect
    */
-  constructor({ client, call, join, camera = true, microphone = true }) {
+  constructor({ client, call, join, camera = true, microphone = true, audioOnly = false }) {
     this.client = client;
     this.callId = call.call_id;
-    this.kind = (join && join.kind) || call.kind || 'video';
+    this.audioOnly = !!audioOnly;
+    this.kind = this.audioOnly ? 'audio' : (join && join.kind) || call.kind || 'video';
     this.iceServers = iceServers(join && join.ice_servers);
     this.wantCamera = this.kind === 'video' && camera;
     this.wantMicrophone = microphone;
@@ -145,6 +154,14 @@ export class CallMedia {
     this._audioIn = { packets: 0, at: 0 };
     this._connectedAt = 0;
     this._flowTimer = null;
+    // Trickle ICE: our candidates of the current ICE generation (resent after each offer,
+    // so a connection the server set up anew still gets them), held while an offer is
+    // being sent (they must follow it), and the STUN/TURN errors seen, for the report.
+    this._candidates = { ufrag: null, sent: [], ended: false };
+    this._holdCandidates = false;
+    this.iceErrors = [];
+    this.failure = null; // 'blocked' (never connected) | 'lost' (gave up reconnecting)
+    this.unreachable = new Set(); // participants the server says could not connect
     // What the server says of the others' video, for this call (both pages need it, so it
     // is followed here rather than in each page), and our camera state for them.
     this._clientOffs = client && client.on ? [
@@ -153,6 +170,18 @@ export class CallMedia {
       }),
       client.on('media.layer', (m) => {
         if (m.call_id === this.callId && m.from) this.setPeerLayer(m.from, m);
+      }),
+      client.on('media.candidate', (m) => {
+        if (m.call_id === this.callId) this.handleServerCandidate(m);
+      }),
+      // Another participant could not connect (or did, after all): their tile is not
+      // coming, and the stage says why instead of "waiting for their camera".
+      client.on('media.notice', (m) => {
+        if (m.call_id !== this.callId || !m.from) return;
+        if (m.code === 'peer_connection_failed') this.unreachable.add(m.from);
+        else if (m.code === 'peer_connected') this.unreachable.delete(m.from);
+        else return;
+        this._emit('unreachable', this.unreachable);
       }),
     ] : [];
     this.on('camera', ({ off }) => {
@@ -239,6 +268,12 @@ export class CallMedia {
     this.pc = pc;
     pc.addEventListener('track', (e) => this._onTrack(e));
     pc.addEventListener('connectionstatechange', () => this._onConnectionState());
+    pc.addEventListener('icecandidate', (e) => this._onLocalCandidate(e.candidate));
+    pc.addEventListener('icecandidateerror', (e) => this._onCandidateError(e));
+    clearTimeout(this._connectTimer);
+    this._connectTimer = setTimeout(() => {
+      if (this.pc === pc && !this._connectedAt && !this.closed) this._giveUp('blocked');
+    }, CONNECT_TIMEOUT_MS);
     const stream = this.localStream;
     const audio = stream && stream.getAudioTracks()[0];
     const video = stream && stream.getVideoTracks()[0];
@@ -265,9 +300,9 @@ export class CallMedia {
       }
     }
     this._setState('connecting');
-    // A video call joined without camera (declined, refused or none): say so, so the
-    // others' tiles read "camera off" rather than guess from missing frames.
-    if (this.kind === 'video' && !video) this._emit('camera', { off: true });
+    // A video call joined without camera (declined, refused or none, or audio only): say
+    // so, so the others' tiles read "camera off" rather than guess from missing frames.
+    if ((this.kind === 'video' && !video) || this.audioOnly) this._emit('camera', { off: true });
     await this._enqueue(() => this._offer());
   }
 
@@ -376,34 +411,119 @@ export class CallMedia {
     return run;
   }
 
-  /** Resolves once ICE gathering is complete (aiortc has no trickle ICE), or after 5 s. */
-  _gathered() {
-    const pc = this.pc;
-    if (pc.iceGatheringState === 'complete') return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        pc.removeEventListener('icegatheringstatechange', check);
-        pc.removeEventListener('icecandidate', onCandidate);
-        resolve();
-      };
-      const check = () => { if (pc.iceGatheringState === 'complete') done(); };
-      const onCandidate = (e) => { if (!e.candidate) done(); };
-      const timer = setTimeout(done, GATHER_TIMEOUT_MS);
-      pc.addEventListener('icegatheringstatechange', check);
-      pc.addEventListener('icecandidate', onCandidate);
+  /** The ICE username fragment of our current local description. */
+  _localUfrag() {
+    const sdp = this.pc && this.pc.localDescription && this.pc.localDescription.sdp;
+    const match = sdp && /^a=ice-ufrag:(\S+)/m.exec(sdp);
+    return match ? match[1] : null;
+  }
+
+  /** Trickle ICE: each candidate as the browser finds it (null / "": no more). */
+  _onLocalCandidate(candidate) {
+    const done = !candidate || !candidate.candidate;
+    const ufrag = (candidate && candidate.usernameFragment) || this._localUfrag();
+    const c = this._candidates;
+    if (ufrag !== c.ufrag) {
+      this._candidates = { ufrag, sent: [], ended: false };
+    }
+    if (done) {
+      if (this._candidates.ended) return;
+      this._candidates.ended = true;
+      this._sendCandidate({ candidate: '', sdp_mid: null, sdp_mline_index: null, ufrag });
+      return;
+    }
+    if (candidate.sdpMid == null && candidate.sdpMLineIndex == null) return;
+    const message = { candidate: candidate.candidate, sdp_mid: candidate.sdpMid,
+      sdp_mline_index: candidate.sdpMLineIndex, ufrag };
+    this._candidates.sent.push(message);
+    this._sendCandidate(message);
+  }
+
+  _sendCandidate(message) {
+    if (this._holdCandidates || this.closed || !this.client) return; // sent with the offer
+    this.client.request('media.candidate', { call_id: this.callId, ...message })
+      .catch(() => { /* an earlier generation, or the call ended: nothing to do */ });
+  }
+
+  /** After an offer left: every candidate of this generation (again), then the end. */
+  _flushCandidates() {
+    this._holdCandidates = false;
+    const { ufrag, sent, ended } = this._candidates;
+    if (ufrag !== this._localUfrag()) return; // the browser has not gathered for it yet
+    for (const message of sent) this._sendCandidate(message);
+    if (ended) this._sendCandidate({ candidate: '', sdp_mid: null, sdp_mline_index: null, ufrag });
+  }
+
+  /** A STUN/TURN server refused or did not answer (401: TURN credentials refused). */
+  _onCandidateError(event) {
+    const url = String(event.url || '').slice(0, 256);
+    const code = Number(event.errorCode) || 0;
+    if (this.iceErrors.some((e) => e.url === url && e.code === code)) return;
+    if (this.iceErrors.length >= MAX_ICE_ERRORS) return;
+    this.iceErrors.push({ url, code, text: String(event.errorText || '').slice(0, 200) });
+  }
+
+  /** A `media.candidate` event: one of the server's candidates. */
+  handleServerCandidate(m) {
+    return this._enqueue(async () => {
+      if (!this.pc || !this.pc.remoteDescription) return;
+      await this.pc.addIceCandidate(m.candidate
+        ? { candidate: m.candidate, sdpMid: m.sdp_mid, sdpMLineIndex: m.sdp_mline_index,
+          usernameFragment: m.ufrag || undefined }
+        : null);
+    }).catch((err) => console.warn('shopcall media: server candidate refused', err));
+  }
+
+  /** What the browser chose (getStats), for the server's connection report. */
+  async _selectedCandidate() {
+    const report = await this.pc.getStats();
+    let pairId = null;
+    report.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
     });
+    let pair = pairId ? report.get(pairId) : null;
+    if (!pair) {
+      report.forEach((s) => {
+        if (!pair && s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
+      });
+    }
+    const local = pair ? report.get(pair.localCandidateId) : null;
+    if (!local) return {};
+    const out = { candidate_type: local.candidateType || null,
+      protocol: local.protocol || null };
+    if (local.candidateType === 'relay' && local.relayProtocol) out.relay_protocol = local.relayProtocol;
+    return out;
+  }
+
+  /** Tell the server how we connected, or why we could not (for operators). */
+  async _report(state) {
+    if (!this.client || this.closed) return;
+    const fields = { call_id: this.callId, state };
+    if (state === 'connected') {
+      try {
+        Object.assign(fields, await this._selectedCandidate());
+      } catch {
+        /* no stats: the server's own view remains */
+      }
+    } else if (this.iceErrors.length) {
+      fields.errors = this.iceErrors;
+    }
+    this.client.request('media.connection', fields).catch(() => {});
   }
 
   async _offer({ iceRestart = false, retries = 2 } = {}) {
     const pc = this.pc;
-    await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
-    await this._gathered();
+    // Candidates found from here on must follow the offer, not overtake it.
+    this._holdCandidates = true;
     let result;
     try {
-      result = await this.client.request('media.offer',
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart }));
+      const reply = this.client.request('media.offer',
         { call_id: this.callId, sdp: pc.localDescription.sdp }, { timeoutMs: 20000 });
+      this._flushCandidates(); // the offer is on the wire: its candidates may follow
+      result = await reply;
     } catch (err) {
+      this._holdCandidates = false;
       if (this.closed) return;
       if (pc.signalingState === 'have-local-offer') {
         await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
@@ -429,7 +549,6 @@ export class CallMedia {
       if (!pc) return;
       await pc.setRemoteDescription({ type: 'offer', sdp });
       await pc.setLocalDescription(await pc.createAnswer());
-      await this._gathered();
       if (this.closed) return;
       await this.client.request('media.answer',
         { call_id: this.callId, sdp: pc.localDescription.sdp }, { timeoutMs: 20000 });
@@ -481,7 +600,11 @@ export class CallMedia {
     switch (pc.connectionState) {
       case 'connected':
         this._restarts = 0;
+        clearTimeout(this._connectTimer);
         if (!this._connectedAt) this._connectedAt = performance.now();
+        // A second later: Chromium fills in the selected pair's details (relayProtocol)
+        // after it says "connected".
+        setTimeout(() => { if (this.pc === pc && pc.connectionState === 'connected') this._report('connected'); }, 1000);
         this._setState('connected');
         this._watchFlow();
         break;
@@ -497,7 +620,10 @@ export class CallMedia {
         }, DISCONNECT_RESTART_MS);
         break;
       case 'failed':
-        this._restartIce();
+        // Never connected: every pair failed (UDP blocked, relay unreachable or refused).
+        // Restarting ICE would only try the same paths again for another half minute.
+        if (!this._connectedAt) this._giveUp('blocked');
+        else this._restartIce();
         break;
       default:
         break;
@@ -512,8 +638,24 @@ export class CallMedia {
       this._setState('reconnecting');
       this._enqueue(() => this._offer({ iceRestart: true })).catch(() => {});
     } else {
-      this._fail(new ShopcallError('media_failed', 'the media connection failed'));
+      this._giveUp('lost');
     }
+  }
+
+  /**
+   * Stop trying: 'blocked' (the connection never came up: the network blocks calls) or
+   * 'lost' (it came up, then could not be restored). The server is told why, the stage
+   * offers retry and audio only.
+   */
+  _giveUp(failure) {
+    if (this.closed || this.state === 'failed') return;
+    clearTimeout(this._connectTimer);
+    clearTimeout(this._disconnectTimer);
+    this.failure = failure;
+    this._report('failed');
+    this._fail(new ShopcallError(failure === 'blocked' ? 'media_blocked' : 'media_failed',
+      failure === 'blocked' ? 'could not connect: the network blocks calls'
+        : 'the media connection failed'));
   }
 
   _fail(err) {
@@ -774,6 +916,7 @@ export class CallMedia {
     for (const off of this._clientOffs) off();
     clearInterval(this._flowTimer);
     clearTimeout(this._disconnectTimer);
+    clearTimeout(this._connectTimer);
     if (this._onDeviceChange) {
       navigator.mediaDevices.removeEventListener?.('devicechange', this._onDeviceChange);
     }
@@ -807,6 +950,10 @@ const STATE_TEXT = {
   starting: 'Starting camera…', connecting: 'Connecting…', reconnecting: 'Reconnecting…',
   failed: 'The connection failed.',
 };
+const FAILURE_TEXT = {
+  blocked: 'Could not connect: this network blocks calls.',
+  lost: 'The call connection was lost and could not be restored.',
+};
 
 /**
  * The call's on-screen part: remote videos (one tile per remote video track), remote audio,
@@ -816,16 +963,26 @@ const STATE_TEXT = {
  * @param {object} o
  * @param {string} o.remoteLabel  name shown on the remote tile ("Camille", "Shopper")
  * @param {() => void} o.onHangUp
+ * @param {(o: {audioOnly: boolean}) => void} [o.onRetry]  after a failed connection: try
+ *   again (the page makes a new CallMedia), with sound only if asked
  */
 export class CallStage {
-  constructor(media, { remoteLabel = 'Remote', onHangUp }) {
+  constructor(media, { remoteLabel = 'Remote', onHangUp, onRetry = null }) {
     this.media = media;
     this.remoteLabel = remoteLabel;
+    this.onRetry = onRetry;
     this.tiles = new Map(); // track id -> element
     this.remoteWrap = h('div', { class: 'stage-remote' });
     this.placeholder = h('div', { class: 'stage-wait', role: 'status' },
       h('span', { class: 'spinner', 'aria-hidden': 'true' }),
       h('span', { class: 'stage-wait-text', text: 'Connecting…' }));
+    // After a failed connection: the way out, on both sides of the call.
+    this.retryBox = h('div', { class: 'stage-retry', hidden: true },
+      h('button', { class: 'btn primary small retry', type: 'button',
+        onclick: () => onRetry && onRetry({ audioOnly: media.audioOnly }), text: 'Try again' }),
+      media.kind === 'video' ? h('button', { class: 'btn small audio-only', type: 'button',
+        onclick: () => onRetry && onRetry({ audioOnly: true }), text: 'Audio only' }) : null);
+    this.placeholder.append(this.retryBox);
     this.remoteWrap.append(this.placeholder);
     this.selfVideo = h('video', { class: 'self-video', autoplay: true, playsInline: true,
       muted: true, 'aria-label': 'Your camera' });
@@ -869,6 +1026,9 @@ export class CallStage {
       media.on('remote-video', ({ trackId }) => this._renderRemoteState(trackId)),
       media.on('sources', () => this._relabel()),
       media.on('peers', () => this._relabel()),
+      // Only when someone could not connect (or did after all): a full state render on
+      // every media.layer would redraw the controls several times a second.
+      media.on('unreachable', () => this._renderState(this.media.state)),
       media.on('flow-tick', () => {
         for (const trackId of this.tiles.keys()) this._renderRemoteState(trackId);
       }),
@@ -951,17 +1111,22 @@ export class CallStage {
   _layout() {
     const videos = this.remoteWrap.querySelectorAll('.remote-tile').length;
     this.remoteWrap.dataset.count = String(videos);
-    this.placeholder.hidden = videos > 0;
+    this.placeholder.hidden = videos > 0 && this.media.state !== 'failed';
   }
 
   _renderState(state) {
     const text = this.placeholder.querySelector('.stage-wait-text');
-    if (state === 'connected') {
+    if (state === 'connected' && this.media.unreachable.size) {
+      text.textContent = `${this.remoteLabel} could not connect: their network blocks calls.`;
+    } else if (state === 'connected') {
       text.textContent = this.media.kind === 'video'
         ? `Waiting for ${this.remoteLabel}'s camera…` : `Connected with ${this.remoteLabel}`;
+    } else if (state === 'failed' && this.media.failure) {
+      text.textContent = FAILURE_TEXT[this.media.failure];
     } else {
       text.textContent = STATE_TEXT[state] || 'Connecting…';
     }
+    this.retryBox.hidden = !(state === 'failed' && this.onRetry);
     this.placeholder.querySelector('.spinner').hidden = ['connected', 'failed', 'closed'].includes(state);
     this.el.dataset.state = state;
     this._layout();
@@ -1074,9 +1239,16 @@ export class CallStage {
   }
 }
 
-/** Text for a `media.notice` event: the known codes get our wording, others the server's. */
+/**
+ * Text for a `media.notice` event: the known codes get our wording, others the server's;
+ * null for the ones CallMedia follows itself (a participant who could not connect), which
+ * must not touch the notice banner.
+ */
 export function noticeText(event) {
   switch (event && event.code) {
+    case 'peer_connection_failed':
+    case 'peer_connected':
+      return null;
     case 'video_paused':
       return event.direction === 'sending'
         ? 'Your video is paused for them: weak connection on their side (they still hear you)'

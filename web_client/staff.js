@@ -272,7 +272,8 @@ function connect() {
   });
   client.on('media.notice', (m) => {
     const col = columnForCall(m.call_id);
-    if (col && col.stage) col.stage.setNotice(noticeText(m));
+    const text = noticeText(m);
+    if (col && col.stage && text !== null) col.stage.setNotice(text);
   });
   client.on('media.layer', (m) => {
     // The media server thins the shopper's video for this device's weak link.
@@ -1050,17 +1051,24 @@ function onCall(call, join) {
   if (call.started_at == null && !String(call.proposed_by || '').startsWith('staff')) beep();
 }
 
-function startMedia(col, call, join) {
+function startMedia(col, call, join, { audioOnly = false } = {}) {
   stopMedia(col);
-  const media = new CallMedia({ client, call, join });
+  const media = new CallMedia({ client, call, join, audioOnly });
   col.media = media;
-  col.stage = new CallStage(media, { remoteLabel: 'Shopper', onHangUp: () => callAction(col, 'call.end') });
+  col.stage = new CallStage(media, { remoteLabel: 'Shopper', onHangUp: () => callAction(col, 'call.end'),
+    onRetry: ({ audioOnly: soundOnly }) => {
+      col.callNote = '';
+      startMedia(col, call, join, { audioOnly: soundOnly });
+      renderCall(col);
+    } });
   col.quality = h('p', { class: 'quality', 'aria-live': 'off', text: 'Connecting…' });
   col.stage.el.append(col.quality);
   media.on('problem', (text) => toast(text, 'warn'));
-  media.on('error', () => {
+  media.on('error', (err) => {
     if (col.media !== media) return;
-    col.callNote = 'The media connection failed. You can keep chatting, or end the call.';
+    col.callNote = err && err.code === 'media_blocked'
+      ? 'Could not connect: this network blocks calls. Try again, use audio only, or keep chatting.'
+      : 'The call connection was lost. Try again, use audio only, or keep chatting.';
     renderCall(col);
   });
   col.statsTimer = setInterval(() => updateQuality(col), 1000);
@@ -1129,7 +1137,9 @@ function renderCall(col) {
     const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
     const fromShopper = String(call.proposed_by || '').startsWith('shopper');
     if (call.started_at != null) {
-      items.push(h('span', { class: 'call-state live', text: `${kind} in progress` }));
+      const failed = col.media && col.media.state === 'failed';
+      items.push(h('span', { class: failed ? 'call-state failed' : 'call-state live',
+        text: failed ? `${kind}: not connected` : `${kind} in progress` }));
       if (col.tryOn) items.push(h('span', { class: 'tag accent', text: `Try-on: ${col.tryOn}` }));
       if (col.join && col.join.media_available === false) {
         items.push(h('span', { class: 'muted small', text: 'Media is not available on this server: keep chatting.' }));

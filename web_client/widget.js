@@ -1106,21 +1106,32 @@ function startMedia(call, join, { rejoin = false } = {}) {
   announce(call.kind === 'video' ? 'Turn on camera?' : 'Turn on microphone?');
 }
 
-/** The shopper answered the consent question: camera (video calls) and microphone, or not. */
-function joinCall(camera) {
+/** The shopper answered the consent question: camera (video calls) and microphone, or not.
+ * `audioOnly`: after a failed connection, the call again with sound only. */
+function joinCall(camera, { audioOnly = false } = {}) {
   if (!consent || !conv) return;
   const { call, join } = consent;
   consent = null;
-  const media = new CallMedia({ client, call, join, camera, microphone: true });
+  const media = new CallMedia({ client, call, join, camera, microphone: true, audioOnly });
   callMedia = media;
   callStage = new CallStage(media, { remoteLabel: staffName().split(' ')[0],
-    onHangUp: () => callAction('call.end', call) });
+    onHangUp: () => callAction('call.end', call),
+    // Same call, new connection: the server takes the new offer as a fresh attempt.
+    onRetry: ({ audioOnly: soundOnly }) => {
+      stopMedia();
+      consent = { call, join, rejoin: true };
+      joinCall(camera && !soundOnly, { audioOnly: soundOnly });
+    } });
   media.on('problem', (text) => addNote(text));
   media.on('error', (err) => {
     if (media !== callMedia) return;
+    clearInterval(callTimer); // no clock running over a call that is not happening
+    callTimer = null;
     setCallNote(err.code === 'media_unavailable'
       ? 'Video is not available right now. You can keep chatting.'
-      : 'The call could not connect. You can keep chatting, or hang up and try again.');
+      : err.code === 'media_blocked'
+        ? 'Could not connect: this network blocks calls. Try again, use audio only, or keep chatting.'
+        : 'The call connection was lost. Try again, use audio only, or keep chatting.');
   });
   media.on('state', (state) => {
     if (state === 'connected') announce(`Connected with ${staffName()}`);
@@ -1148,9 +1159,10 @@ function onMediaNotice(event) {
   if (!conv) return;
   if (callStage && callMedia && (!event.call_id || event.call_id === callMedia.callId)) {
     const text = noticeText(event);
+    if (text === null) return;
     callStage.setNotice(text);
     if (text) announce(text);
-  } else if (event.code !== 'video_resumed') {
+  } else if (event.code !== 'video_resumed' && noticeText(event) !== null) {
     setCallNote(noticeText(event));
   }
 }
@@ -1212,7 +1224,10 @@ function renderCall() {
   if (call) {
     const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
     const mine = String(call.proposed_by || '').startsWith('shopper');
-    if (call.started_at != null) {
+    if (call.started_at != null && callMedia && callMedia.state === 'failed') {
+      items.push(h('span', { class: 'call-state failed',
+        text: `${kind} with ${staffName().split(' ')[0]}: not connected` }));
+    } else if (call.started_at != null) {
       items.push(h('span', { class: 'call-state live' }, `${kind} with ${staffName().split(' ')[0]} `,
         h('span', { class: 'call-clock' })));
       if (!callStage && !consent) {
