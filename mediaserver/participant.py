@@ -33,8 +33,8 @@ from .bwe.arrivals import ArrivalRecorder, twcc_number
 from .bwe.twcc import FMT as TWCC_FMT
 from .bwe.twcc import PT_RTPFB, parse_feedback
 from .connectivity import ConnectionRecord
-from .ice_candidates import announce_public
 from .consumer import Consumer
+from .ice_candidates import announce_public
 from .loss_detector import build_nack
 from .producer import Producer
 from .receiver_bandwidth import ReceiverBandwidth

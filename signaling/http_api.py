@@ -407,10 +407,7 @@ async def list_async(request: web.Request) -> web.Response:
 
 
 def _staff_may_answer(member: StaffMember, store_id: str | None, skill: str | None) -> bool:
-    """Staff answer messages left for their store (or any store) that match their skills."""
-    if store_id is not None and store_id != member.store_id:
-        return False
-    return skill is None or skill in member.skills
+    return member.may_answer(store_id, skill)
 
 
 @routes.post("/api/async-messages/{message_id}/answer")

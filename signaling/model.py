@@ -111,6 +111,12 @@ class StaffMember:
     max_conversations: int = 2
     channels: frozenset[Channel] = frozenset(Channel)
 
+    def may_answer(self, store_id: str | None, skill: str | None) -> bool:
+        """Staff answer messages left for their store (or any store) matching their skills."""
+        if store_id is not None and store_id != self.store_id:
+            return False
+        return skill is None or skill in self.skills
+
 
 @dataclass(slots=True, frozen=True)
 class ConversationContext:

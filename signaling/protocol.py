@@ -374,7 +374,7 @@ OUTBOUND_TYPES: tuple[str, ...] = (
     "media.offer", "media.answer", "media.candidate", "media.notice", "media.layer",
     "media.sources", "media.state",
     "tryon.state",
-    "async.answered",
+    "async.left", "async.answered",
     "server.shutdown",
 )
 

@@ -882,17 +882,21 @@ class Switchboard:
         del self.conversations[conv.id]
         self._drain(now)
 
-    def _miss(self, conv: Conversation, now: float) -> None:
+    def _miss(self, conv: Conversation, now: float, *, left_message: bool = False) -> None:
+        """Nobody took the conversation in time, or (`left_message`) the shopper stopped
+        waiting and left a message instead."""
         if self.queue.remove(conv.id):
             self._queue_dirty = True
         self._waiting_since.pop(conv.id, None)
         self._declined_at.pop(conv.id, None)
         conv.state = ConversationState.MISSED
-        self._save(conv, self._event(conv, EventKind.MISSED, now,
-                                     waited_s=round(now - conv.opened_at, 3)))
+        details: dict[str, Any] = {"waited_s": round(now - conv.opened_at, 3)}
+        if left_message:
+            details["left_message"] = True
+        self._save(conv, self._event(conv, EventKind.MISSED, now, **details))
         self._send_shopper(conv.shopper_id, {"type": "conversation.missed",
                                              "conversation_id": conv.id,
-                                             "async_available": True})
+                                             "async_available": not left_message})
         self.metrics.conversations_missed.labels(conv.context.store_id or ANY_STORE,
                                                  conv.context.channel.value).inc()
         del self.conversations[conv.id]
@@ -1251,17 +1255,42 @@ class Switchboard:
         return {"conversation_id": conv.id}
 
     async def _on_async_leave(self, conn: Connection, msg: AsyncLeave) -> dict[str, Any]:
+        """A message left for later. Stored before it is acknowledged, whatever the shopper
+        does next (a closed tab loses nothing): a conversation still waiting for someone
+        (queued) ends as missed now, counted once, and the message goes with it. Sending
+        the same message again (a retry after a lost ack) returns the stored one."""
         conv = await self._any(msg.conversation_id)
-        self._check_party(conn, conv)
-        if conv.state is not ConversationState.MISSED:
-            raise ProtocolError(ErrorCode.INVALID_STATE,
-                                "leave a message only when nobody could take the conversation")
+        self._check_party(conn, conv, accepted=False)
         now = self.clock()
+        if conv.state in (ConversationState.QUEUED, ConversationState.ASSIGNED):
+            if conv.state is ConversationState.ASSIGNED:  # offered: the offer is void now
+                staff_id = conv.staff_id
+                self._release(conv, now)
+                self._send_staff(staff_id, {"type": "conversation.offer_withdrawn",
+                                            "conversation_id": conv.id,
+                                            "reason": "closed_by_shopper"})
+            self._miss(conv, now, left_message=True)
+            self._drain(now)  # the freed slot may take someone else waiting
+            await self._settle()  # the missed state is durable before the message
+        elif conv.state is not ConversationState.MISSED:
+            raise ProtocolError(ErrorCode.INVALID_STATE,
+                                "leave a message only while waiting for a specialist, or "
+                                "when nobody could take the conversation")
+        for existing in await self.storage.list_async_messages(conversation_id=conv.id):
+            if existing.text == msg.text and existing.contact == msg.contact:
+                return {"async_message": async_public(existing)}
         draft = AsyncMessage(id=0, conversation_id=conv.id, shopper_id=conv.shopper_id,
                              store_id=conv.context.store_id, skill=conv.context.skill,
                              text=msg.text, contact=msg.contact, created_at=now)
         stored = await self._stored(self.storage.add_async_message(draft, [self._event(
             conv, EventKind.ASYNC_LEFT, now, actor_of(conn.principal))]))
+        # The consoles of those who may answer it refresh their inbox at once (no contact
+        # details in the push).
+        notice = {"type": "async.left", "async_message_id": stored.id,
+                  "conversation_id": conv.id, "store": stored.store_id, "skill": stored.skill}
+        for live in self.staff.values():
+            if live.member.may_answer(stored.store_id, stored.skill):
+                self._send_staff(live.member.id, notice)
         return {"async_message": async_public(stored)}
 
     async def answer_async(self, staff_id: str, message_id: int, answer: str) -> AsyncMessage:

@@ -2,7 +2,7 @@
 
 Three hosts: the hub (shopcall, its SFU and coturn, all on 10.77.0.1), the shopper's home
 and the store tablet, each behind its own veth with a route to 10.77.0.1. Real Chromium in
-each leaf, the shop's page on its own origin, the widget embedded. Three phases:
+each leaf, the shop's page on its own origin, the widget embedded. Four phases:
 
 1. Open network: the call connects on host candidates (no needless relaying).
 2. UDP dropped in both leaves (nftables) and TURN's TCP port too: only TLS to coturn gets
@@ -11,8 +11,11 @@ each leaf, the shop's page on its own origin, the widget embedded. Three phases:
    and the operator listing and metrics say `relay`.
 3. coturn restarted with another secret (the shop's configuration drifted): the minted
    credentials are refused (401). Both sides say "Could not connect: this network blocks
-   calls." with retry and audio only, the call clock stops, and the operator listing says
-   the TURN server refused the credentials.
+   calls." with retry and audio only, the call clock stops; the browsers cannot tell why
+   (no icecandidateerror for a TURN/TLS 401), the server's check of its relay reports the
+   401 in the operator listing and its metric.
+4. coturn fixed: the shopper takes "Audio only", the store "Try again"; both connect through
+   the relay and the failure is gone from both pages.
 
 The server's browsers load pages over http on the hub's address, which Chromium treats as a
 secure origin with --unsafely-treat-insecure-origin-as-secure (a deployment has TLS).
@@ -68,6 +71,33 @@ async () => {
                         protocol: local.protocol };
   }
   return null;
+}
+"""
+
+
+AUDIO_IN = """
+async () => {
+  let packets = 0;
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState !== 'connected') continue;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') packets += s.packetsReceived || 0;
+    });
+  }
+  return packets;
+}
+"""
+
+VIDEO_OUT = """
+async () => {
+  let packets = 0;
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState !== 'connected') continue;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') packets += s.packetsSent || 0;
+    });
+  }
+  return packets;
 }
 """
 
@@ -261,6 +291,26 @@ def _scenario(server: Any, hosts: netns.Hosts, coturn: Coturn, contexts: Context
     after = value(samples(_sync_scrape(server)), "shopcall_media_connections_total",
                   outcome="failed", candidate_type="none")
     assert after >= failed_before + 2, (failed_before, after)
+
+    # 4. The relay is fixed; each side takes the way out it is offered: the shopper joins
+    # with sound only, the store tablet tries again. Both connect through the relay, the
+    # shopper hears the store (and sends no video), and neither page shows the failure.
+    coturn.stop()
+    coturn = Coturn(tmp_path / "coturn3", address=HUB, allowed_peers=[HUB], secret=SECRET,
+                    port=TURN_PORT, tls_port=TURNS_PORT, extra=("verbose",),
+                    certificate=coturn).start()
+    widget.locator(".stage").get_by_role("button", name="Audio only").click()
+    column.locator(".stage").get_by_role("button", name="Try again").click()
+    for page in (shopper, staff):
+        wait_for(page, lambda p=page: (p.evaluate(SELECTED) or {}).get("type") == "relay",
+                 "a relayed connection after the retry", 30)
+    wait_for(shopper, lambda: shopper.evaluate(AUDIO_IN) > 20, "the shopper hearing the store",
+             20)
+    assert shopper.evaluate(VIDEO_OUT) == 0  # audio only: nothing sent on video
+    expect(column.locator(".stage")).not_to_contain_text(blocked)
+    expect(widget.locator(".callbar")).to_contain_text("Video call with Alice")
+    expect(widget.locator(".callbar")).not_to_contain_text("Could not connect")
+    expect(widget.locator(".call-clock")).to_have_count(1)  # the clock runs again
     print(f"turn scenario: camera on to first frames on both sides {open_s:.2f} s on an "
           f"open network (first pairs {first}), {relayed_s:.2f} s through TURN/TLS with UDP "
           "and TURN/TCP silently blocked")

@@ -9,7 +9,7 @@ import pytest
 from signaling.model import Role
 
 from .conftest import accepted_conversation, new_shopper
-from .harness import http
+from .harness import http, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +182,65 @@ async def test_staff_reconnecting_within_grace_keeps_conversation(server_factory
     assert (await shopper.expect("chat.message"))["message"]["from"] == "staff"
     await asyncio.sleep(5.5)
     assert not [e for e in shopper.events if e["type"] == "conversation.requeued"]
+
+
+async def test_a_message_left_while_waiting_is_stored_at_once_and_counted_once(
+        server_factory, connect):
+    """No lost leads: nobody online, the shopper leaves a message and goes (the socket
+    closes right after the ack). It is in the inbox at once, not when the conversation would
+    have been missed, the conversation is missed exactly once, and a retry of the same
+    message (a lost ack) does not file it twice. An online colleague who may answer it is
+    told at once; one who may not is not."""
+    from .test_metrics_and_openapi import samples, value
+
+    server = server_factory(missed_after_s=2.0)
+    bob = await connect(server, Role.STAFF, "bob")  # pianos: may not answer a guitar question
+    shopper = await connect(server, token=await new_shopper(server))
+    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
+                            language="en"))["conversation"]["conversation_id"]
+    alice = await connect(server, Role.STAFF, "alice")  # online later, but not available yet
+    left = await shopper.ok("async.leave", conversation_id=cid, text="Is the D-14 in stock?",
+                            contact="anna@example.org")
+    again = await shopper.ok("async.leave", conversation_id=cid, text="Is the D-14 in stock?",
+                             contact="anna@example.org")
+    assert again["async_message"]["id"] == left["async_message"]["id"]
+    missed = await shopper.expect("conversation.missed", conversation_id=cid)
+    assert missed["async_available"] is False  # it was left already
+    await shopper.close()  # the tab is closed
+
+    status, inbox = await http("GET", f"{server.base_url}/api/async-messages",
+                               server.token(Role.OPERATOR, "ops"))
+    assert status == 200
+    assert [(m["conversation_id"], m["contact"]) for m in inbox["async_messages"]] == [
+        (cid, "anna@example.org")]
+    pushed = await alice.expect("async.left", conversation_id=cid)
+    assert pushed["async_message_id"] == left["async_message"]["id"] and "contact" not in pushed
+    assert not [e for e in bob.events if e["type"] == "async.left"]
+    await asyncio.sleep(2.5)  # past missed_after_s: no second "missed"
+    metrics = samples(await scrape(server))
+    assert value(metrics, "shopcall_conversations_missed_total", store="lyon",
+                 channel="chat") == 1
+
+
+async def test_a_message_left_while_offered_withdraws_the_offer(server_factory, connect):
+    server = server_factory(offer_timeout_s=30.0)
+    alice = await connect(server, Role.STAFF, "alice")
+    await alice.ok("presence.set", status="online")
+    shopper = await connect(server, token=await new_shopper(server))
+    cid = (await shopper.ok("conversation.open", store="lyon", skill="guitars",
+                            language="en"))["conversation"]["conversation_id"]
+    await alice.expect("conversation.offered")
+    await shopper.ok("async.leave", conversation_id=cid, text="I can't wait, call me?",
+                     contact="+33 6 12 34 56 78")
+    withdrawn = await alice.expect("conversation.offer_withdrawn", conversation_id=cid)
+    assert withdrawn["reason"] == "closed_by_shopper"
+    await alice.expect("async.left", conversation_id=cid)
+    await alice.fail("conversation.accept", "not_found", conversation_id=cid)
+    # Accepted conversations are live help: no message for later there.
+    other = await connect(server, token=await new_shopper(server))
+    cid2 = (await other.ok("conversation.open", store="lyon", skill="guitars",
+                           language="en"))["conversation"]["conversation_id"]
+    await alice.expect("conversation.offered", conversation__conversation_id=cid2)
+    await alice.ok("conversation.accept", conversation_id=cid2)
+    await other.fail("async.leave", "invalid_state", conversation_id=cid2, text="x",
+                     contact="x@example.org")

@@ -225,6 +225,8 @@ function connect() {
     renderOffers();
     if (!convs.has(m.conversation_id)) openColumn({ conversation_id: m.conversation_id, state: 'accepted' });
   });
+  // A shopper left a message this staff member may answer: the inbox shows it at once.
+  client.on('async.left', () => { loadAsync(); });
   client.on('conversation.closed', (m) => {
     const col = convs.get(m.conversation_id);
     if (col) endColumn(col, String(m.by || '').startsWith('shopper') ? 'The shopper ended the conversation.' : 'Conversation closed.');

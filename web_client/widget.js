@@ -472,13 +472,12 @@ function renderLeaveForm() {
       : 'Leave us a message and we will get back to you.',
     submitLabel: 'Send message',
     async onSubmit({ text, contact }) {
-      // Leaving a message goes through a conversation: if someone becomes free they answer
-      // live; if not, the message is left for later when the conversation is missed.
+      // Left through a conversation (it is where the shop's KPIs count the lead), and
+      // stored on the server before "sent" is shown: closing the tab right after loses
+      // nothing. A failure leaves the form filled in, with the reason, to send again.
       const opened = conv || await startConversationQuiet();
       if (!opened) throw new ShopcallError('disconnected', 'could not reach the server');
-      saveSession({ pending_leave: { conversation_id: opened.id, text, contact } });
-      await sendText(text);
-      updateChatStatus();
+      await leaveMessage(opened.id, { text, contact });
     },
   });
   show('leave', contextChip(), form,
@@ -1119,6 +1118,7 @@ function joinCall(camera, { audioOnly = false } = {}) {
     // Same call, new connection: the server takes the new offer as a fresh attempt.
     onRetry: ({ audioOnly: soundOnly }) => {
       stopMedia();
+      if (conv) conv.callNote = '';
       consent = { call, join, rejoin: true };
       joinCall(camera && !soundOnly, { audioOnly: soundOnly });
     } });
