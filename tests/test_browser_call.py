@@ -545,6 +545,8 @@ def test_phone_screen_keyboard_and_labels(tmp_path: Path, contexts: Contexts, ca
         shopper = contexts.open(shopper_browser, "phone", **PHONE).new_page()
         shopper.goto(server.shop_url)
         widget = shopper.locator("#shopcall-widget")
+        # The widget appears once its catalogues are loaded (no text before its language).
+        expect(widget.get_by_role("button").first).to_be_visible()
         check_phone_screen(shopper, "shop page")
         snap(shopper, "phone-shop")
 

@@ -40,6 +40,8 @@ pytestmark = pytest.mark.browser
 INSIDE = "SHOPCALL_BROWSER_FLOWS_INSIDE"
 INNER_TESTS = 4
 CHANNEL_BUTTONS = {"chat": "Start a chat", "video": "Video call", "audio": "Audio call"}
+# The same buttons on a page whose widget is configured in French (language: 'fr').
+CHANNEL_BUTTONS_FR = {"chat": "Démarrer un chat", "video": "Appel vidéo", "audio": "Appel audio"}
 
 
 @pytest.mark.timeout(420)
@@ -129,11 +131,12 @@ def availability(page: Any, query: str) -> dict[str, Any]:
         }""", query)
 
 
-def check_channels(widget: Any, offered: dict[str, Any]) -> None:
+def check_channels(widget: Any, offered: dict[str, Any],
+                   labels: dict[str, str] = CHANNEL_BUTTONS) -> None:
     """Exactly the channels the server says can be served are offered, no others."""
     from playwright.sync_api import expect
 
-    for channel, label in CHANNEL_BUTTONS.items():
+    for channel, label in labels.items():
         button = widget.locator(".channels").get_by_role("button", name=label, exact=True)
         if offered[channel]:
             expect(button).to_be_visible()
@@ -208,10 +211,11 @@ def test_channels_follow_availability(tmp_path: Path, people: People) -> None:
                                    " language: 'fr', product: 'Upright piano U1'};")
         pianos = pianos_ctx.new_page()
         widget = open_widget(pianos, server)
-        expect(widget.locator(".presence")).to_contain_text("1 specialist online")
+        # language: 'fr' is the widget's language too (web_client/locales/fr/widget.json).
+        expect(widget.locator(".presence")).to_contain_text("1 spécialiste en ligne")
         offered = availability(pianos, "store=lyon&skill=pianos&language=fr")
         assert offered["chat"] and offered["audio"] and not offered["video"], offered
-        check_channels(widget, offered)
+        check_channels(widget, offered, CHANNEL_BUTTONS_FR)
 
 
 @inside

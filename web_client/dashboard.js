@@ -4,14 +4,23 @@
 // Charts are drawn here as SVG from the API's numbers (no chart library, no CDN). Every
 // figure the API returns lists the conversations behind it; every number on this page that
 // has such a list opens it in a side drawer, and each conversation there opens its record.
+//
+// Every text comes from the catalogues (locales/<lang>/{common,dashboard}.json); the
+// language is the operator's choice (the picker, kept in localStorage), else the browser's
+// languages. Numbers, shares, money and dates are formatted with Intl for that language.
 
+import { errorText as commonErrorText } from './errors.js';
+import { language, pickLanguage, setLanguage, t, translatePage } from './i18n.js';
 import { ShopcallError, fetchJson } from './protocol.js';
 import { formatDateTime, formatDuration, formatPrice, h, loadJson, saveJson } from './ui.js';
 
 const TOKEN_KEY = 'shopcall.operator';
+const LANGUAGE_KEY = 'shopcall.dashboard.language';
+const NAMESPACES = ['common', 'dashboard'];
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const DAY_S = 86400;
-const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+// The API's weekday names start with these (plan.missed_last_week_conversations[].weekday).
+const WEEKDAY_IDS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 const COLOURS = { blue: '#2563eb', orange: '#f97316', green: '#16a34a', purple: '#7c3aed',
   teal: '#0e7490', red: '#dc2626', grey: '#9ca3af' };
 let TZ = (() => {
@@ -23,34 +32,70 @@ let TZ = (() => {
 })();
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, stores: [], plans: [], loading: 0, period: null };
+const state = { token: null, stores: [], plans: [], loading: 0, period: null, data: null,
+  signinError: null, loadError: null };
 
-// Formatting -----------------------------------------------------------------------------
-const intFmt = new Intl.NumberFormat('en');
+// Formatting (Intl, for the language in use) ----------------------------------------------
+const formats = new Map();
+
+/** A cached Intl.NumberFormat for the current language. */
+function numFmt(options = {}) {
+  const key = `${language()}|${JSON.stringify(options)}`;
+  if (!formats.has(key)) formats.set(key, new Intl.NumberFormat(language(), options));
+  return formats.get(key);
+}
+
+const fmtInt = (v) => numFmt({ maximumFractionDigits: 0 }).format(v);
+const fmtDecimal = (v, digits = 1) => numFmt({ maximumFractionDigits: digits }).format(v);
+const fmtPercent = (v, digits = 1) => numFmt({ style: 'percent', minimumFractionDigits: digits,
+  maximumFractionDigits: digits }).format(v);
+const fmtUnit = (v, unit, digits = 1) => numFmt({ style: 'unit', unit, unitDisplay: 'short',
+  maximumFractionDigits: digits }).format(v);
 
 function fmtFigure(fig) {
   if (!fig || fig.value === null || fig.value === undefined) return '–';
   const v = fig.value;
   switch (fig.unit) {
-    case 'count': return intFmt.format(v);
-    case 'share': return `${(v * 100).toFixed(1)}%`;
+    case 'count': return fmtInt(v);
+    case 'share': return fmtPercent(v);
     case 'seconds': return fmtSeconds(v);
-    case 'hours': return `${v.toFixed(1)} h`;
-    case 'money': return fig.currency ? formatPrice(v, fig.currency, 'en') : v.toFixed(2);
-    case 'score': return `${v > 0 ? '+' : ''}${Math.round(v)}`;
-    default: return v.toFixed(2);
+    case 'hours': return fmtUnit(v, 'hour');
+    case 'money': return fig.currency ? formatPrice(v, fig.currency, language())
+      : numFmt({ minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(v);
+    case 'score': return numFmt({ maximumFractionDigits: 0, signDisplay: 'exceptZero' })
+      .format(Math.round(v));
+    default: return numFmt({ minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(v);
   }
 }
 
 function fmtSeconds(s) {
-  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
-  if (s < 3600) return formatDuration(s);
-  return `${(s / 3600).toFixed(1)} h`;
+  if (s < 60) return fmtUnit(s, 'second', s < 10 ? 1 : 0);
+  if (s < 3600) return formatDuration(s, language());
+  return fmtUnit(s / 3600, 'hour');
 }
 
+/** "Mon 13" / "Mo., 13." / "lun. 13" for an ISO date (a calendar day, no time zone). */
 function shortDate(iso) {
-  const d = new Date(`${iso}T12:00:00Z`);
-  return `${WEEKDAYS[(d.getUTCDay() + 6) % 7]} ${d.getUTCDate()}`;
+  return new Intl.DateTimeFormat(language(), { weekday: 'short', day: 'numeric', timeZone: 'UTC' })
+    .format(new Date(`${iso}T12:00:00Z`));
+}
+
+/** The short name of weekday `d` (0 = Monday) in the language in use. */
+function weekdayName(d) {
+  // 2024-01-01 was a Monday.
+  return new Intl.DateTimeFormat(language(), { weekday: 'short', timeZone: 'UTC' })
+    .format(new Date(Date.UTC(2024, 0, 1 + d, 12)));
+}
+
+function fmtDate(epochSeconds) {
+  return new Date(epochSeconds * 1000).toLocaleDateString(language(), { dateStyle: 'medium' });
+}
+
+/** A catalogue text for an API value (state, channel, call kind), else the value itself. */
+function valueText(group, value) {
+  const key = `dashboard.value.${group}.${value}`;
+  const text = t(key);
+  return text === key ? String(value) : text;
 }
 
 // SVG ------------------------------------------------------------------------------------
@@ -93,8 +138,8 @@ function clickable(el, label, open) {
  * series: [{name, colour, values: [number|null], ids?: [[id]], fmt}]
  * line: {name, colour, values, fmt, max} | null
  */
-function barChart(container, { labels, series, line = null, fmt = (v) => intFmt.format(v),
-  max = null, ticks = 4, empty = 'Nothing in this period.' }) {
+function barChart(container, { labels, series, line = null, fmt = fmtInt,
+  max = null, ticks = 4, empty = null }) {
   container.replaceChildren();
   const W = 560;
   const H = 240;
@@ -103,7 +148,7 @@ function barChart(container, { labels, series, line = null, fmt = (v) => intFmt.
   const ph = H - m.t - m.b;
   const all = series.flatMap((s) => s.values).filter((v) => typeof v === 'number');
   if (!labels.length) {
-    container.append(h('p', { class: 'empty', text: empty }));
+    container.append(h('p', { class: 'empty', text: empty || t('dashboard.chart.empty') }));
     return;
   }
   const top = max ?? niceMax(Math.max(0, ...all));
@@ -134,7 +179,7 @@ function barChart(container, { labels, series, line = null, fmt = (v) => intFmt.
       svg('title', {}, `${label} · ${s.name}: ${(s.fmt || fmt)(v)}`));
       const ids = s.ids && s.ids[g];
       if (ids && ids.length) {
-        clickable(rect, `${s.name} on ${label}: ${(s.fmt || fmt)(v)}`,
+        clickable(rect, t('dashboard.chart.barLabel', { series: s.name, label, value: (s.fmt || fmt)(v) }),
           () => openDrawer(`${s.name} · ${label}`, ids));
       }
       root.append(rect);
@@ -188,15 +233,15 @@ function heatMap(container, grid, { fmt, title, ids = null }) {
   grid.forEach((row, d) => {
     const y = top + d * cell;
     root.append(svg('text', { x: left - 8, y: y + cell * 0.62, class: 'axis',
-      'text-anchor': 'end' }, WEEKDAYS[d]));
+      'text-anchor': 'end' }, weekdayName(d)));
     row.forEach((v, hr) => {
       const x = left + hr * cell;
-      const t = typeof v === 'number' ? v / high : null;
-      const label = `${WEEKDAYS[d]} ${String(hr).padStart(2, '0')}:00`;
+      const level = typeof v === 'number' ? v / high : null;
+      const label = `${weekdayName(d)} ${String(hr).padStart(2, '0')}:00`;
       const rect = svg('rect', { x, y, width: cell - 3, height: cell - 3, rx: 4,
-        class: 'cell', fill: t === null ? '#f3f4f6' : heatColour(t), 'data-day': d,
+        class: 'cell', fill: level === null ? '#f3f4f6' : heatColour(level), 'data-day': d,
         'data-hour': hr, 'data-value': v ?? '' },
-      svg('title', {}, `${label}: ${t === null ? 'no value' : fmt(v)}`));
+      svg('title', {}, `${label}: ${level === null ? t('dashboard.plan.noValue') : fmt(v)}`));
       const cellIds = ids && ids[d * 24 + hr];
       if (cellIds && cellIds.length) {
         clickable(rect, `${title}, ${label}: ${fmt(v)}`, () => openDrawer(`${title} · ${label}`,
@@ -205,7 +250,7 @@ function heatMap(container, grid, { fmt, title, ids = null }) {
       root.append(rect);
       if (typeof v === 'number' && v > 0) {
         root.append(svg('text', { x: x + (cell - 3) / 2, y: y + cell * 0.6,
-          class: `cell-text${t > 0.55 ? ' on-dark' : ''}`, 'text-anchor': 'middle' }, fmt(v)));
+          class: `cell-text${level > 0.55 ? ' on-dark' : ''}`, 'text-anchor': 'middle' }, fmt(v)));
       }
     });
   });
@@ -237,7 +282,7 @@ function period() {
   if (kind === 'custom') {
     const from = $('from').valueAsDate;
     const to = $('to').valueAsDate;
-    if (!from || !to) throw new ShopcallError('invalid_message', 'Pick both dates.');
+    if (!from || !to) throw new ShopcallError('invalid_message', t('dashboard.error.pickDates'));
     // valueAsDate is UTC midnight; take the same calendar dates in local time.
     const start = new Date(from.getUTCFullYear(), from.getUTCMonth(), from.getUTCDate());
     const end = new Date(to.getUTCFullYear(), to.getUTCMonth(), to.getUTCDate() + 1);
@@ -271,7 +316,7 @@ async function load() {
     return;
   }
   state.period = p;
-  $('status').textContent = 'Loading…';
+  $('status').textContent = t('dashboard.loading');
   document.body.classList.add('busy');
   try {
     const base = { from: p.from.toFixed(3), to: p.to.toFixed(3), store };
@@ -283,19 +328,9 @@ async function load() {
     ]);
     if (run !== state.loading) return; // a newer filter change won
     $('load-error').hidden = true;
-    renderTiles(kpis.figures);
-    renderDaily(daily.days);
-    renderQuality(kpis.figures);
-    renderNps(kpis.figures);
-    renderStaff(staff.staff);
+    state.data = { kpis, daily, staff, period: p, at: Date.now() };
     state.plans = staffing.stores;
-    renderPlanStores();
-    renderPlan();
-    const n = kpis.figures.conversations.value;
-    $('status').textContent = `${intFmt.format(n)} conversation${n === 1 ? '' : 's'} opened `
-      + `${new Date(p.from * 1000).toLocaleDateString('en', { dateStyle: 'medium' })} – `
-      + `${new Date(p.to * 1000 - 1).toLocaleDateString('en', { dateStyle: 'medium' })}`
-      + ` (${TZ}) · updated ${new Date().toLocaleTimeString('en', { timeStyle: 'short' })}`;
+    renderAll();
     document.body.dataset.loaded = String(run);
   } catch (err) {
     if (run !== state.loading) return;
@@ -311,22 +346,47 @@ async function load() {
 }
 
 // Rendering ------------------------------------------------------------------------------
+/** Everything from the last load, again (after a language change too). */
+function renderAll() {
+  const data = state.data;
+  if (!data) return;
+  renderTiles(data.kpis.figures);
+  renderDaily(data.daily.days);
+  renderQuality(data.kpis.figures);
+  renderNps(data.kpis.figures);
+  renderStaff(data.staff.staff);
+  renderPlanStores();
+  renderPlan();
+  const p = data.period;
+  const n = data.kpis.figures.conversations.value;
+  $('status').textContent = t('dashboard.status', {
+    count: n, number: fmtInt(n), from: fmtDate(p.from), to: fmtDate(p.to - 0.001), tz: TZ,
+    updated: new Date(data.at).toLocaleTimeString(language(), { timeStyle: 'short' }) });
+}
+
+// [figure name, catalogue key of its label, sub-line]
 const TILES = [
-  ['conversations', 'Conversations'],
-  ['missed', 'Missed', (f) => (f.missed_share && f.missed_share.value !== null
-    ? `${fmtFigure(f.missed_share)} of conversations` : null)],
-  ['conversion_rate', 'Conversion', (f) => `${fmtFigure(f.orders)} orders`],
-  ['revenue', 'Revenue'],
-  ['average_order_value', 'Avg order'],
-  ['satisfaction_avg', 'Satisfaction', (f) => (f.satisfaction_top2_share
+  ['conversations', 'dashboard.tile.conversations'],
+  ['missed', 'dashboard.tile.missed', (f) => (f.missed_share && f.missed_share.value !== null
+    ? t('dashboard.tile.missedShare', { share: fmtFigure(f.missed_share) }) : null)],
+  ['conversion_rate', 'dashboard.tile.conversion', (f) => t('dashboard.tile.orders',
+    { count: f.orders ? f.orders.value : 0, number: fmtFigure(f.orders) })],
+  ['revenue', 'dashboard.tile.revenue'],
+  ['average_order_value', 'dashboard.tile.averageOrder'],
+  ['satisfaction_avg', 'dashboard.tile.satisfaction', (f) => (f.satisfaction_top2_share
     && f.satisfaction_top2_share.value !== null
-    ? `${fmtFigure(f.satisfaction_top2_share)} rated 4–5` : 'out of 5')],
-  ['nps', 'NPS', (f) => `${fmtFigure(f.ratings)} ratings`],
-  ['queue_wait_p50_s', 'Queue wait', (f) => `median · p90 ${fmtFigure(f.queue_wait_p90_s)}`],
-  ['first_response_p50_s', 'First response', (f) => `median · p90 ${fmtFigure(f.first_response_p90_s)}`],
-  ['cost_per_conversation', 'Cost / conversation',
+    ? t('dashboard.tile.topRated', { share: fmtFigure(f.satisfaction_top2_share) })
+    : t('dashboard.tile.outOfFive'))],
+  ['nps', 'dashboard.tile.nps', (f) => t('dashboard.tile.ratings',
+    { count: f.ratings ? f.ratings.value : 0, number: fmtFigure(f.ratings) })],
+  ['queue_wait_p50_s', 'dashboard.tile.queueWait',
+    (f) => t('dashboard.tile.median', { p90: fmtFigure(f.queue_wait_p90_s) })],
+  ['first_response_p50_s', 'dashboard.tile.firstResponse',
+    (f) => t('dashboard.tile.median', { p90: fmtFigure(f.first_response_p90_s) })],
+  ['cost_per_conversation', 'dashboard.tile.costPerConversation',
     (f) => (f.staffed_hours && f.staffed_hours.value !== null
-      ? `${fmtFigure(f.staffed_hours)} staffed` : 'no staff cost set')],
+      ? t('dashboard.tile.staffed', { hours: fmtFigure(f.staffed_hours) })
+      : t('dashboard.tile.noStaffCost'))],
 ];
 
 function figuresNamed(figures, name) {
@@ -336,26 +396,30 @@ function figuresNamed(figures, name) {
 function tile(key, label, fig, sub) {
   const ids = fig ? fig.conversation_ids || [] : [];
   const el = h('button', { type: 'button', class: 'tile', dataset: { figure: key },
-    disabled: !ids.length, title: ids.length ? 'Show the conversations behind this figure' : null,
+    disabled: !ids.length, title: ids.length ? t('dashboard.tile.showConversations') : null,
     onclick: () => openDrawer(label, ids, fig) },
   h('span', { class: 'label', text: label }),
   h('span', { class: 'value', text: fmtFigure(fig) }),
-  h('span', { class: 'sub', text: sub || `${ids.length} conversation${ids.length === 1 ? '' : 's'}` }));
+  h('span', { class: 'sub', text: sub || t('dashboard.conversations',
+    { count: ids.length, number: fmtInt(ids.length) }) }));
   return el;
 }
 
 function renderTiles(figures) {
   const out = [];
-  for (const [name, label, sub] of TILES) {
+  for (const [name, labelKey, sub] of TILES) {
+    const label = t(labelKey);
     const figs = figuresNamed(figures, name);
     if (!figs.length) {
       if (name === 'revenue' || name === 'average_order_value') {
-        out.push(tile(name, label, { value: null, unit: 'money', conversation_ids: [] }, 'no order value'));
+        out.push(tile(name, label, { value: null, unit: 'money', conversation_ids: [] },
+          t('dashboard.tile.noOrderValue')));
       }
       continue;
     }
     for (const f of figs) {
-      const text = f.currency ? `${label} (${f.currency})` : label;
+      const text = f.currency ? t('dashboard.tile.withCurrency', { label, currency: f.currency })
+        : label;
       out.push(tile(f.key, text, f, sub ? sub(figures) : null));
     }
   }
@@ -372,9 +436,11 @@ function renderDaily(days) {
   barChart($('chart-daily'), {
     labels,
     series: [
-      { name: 'Conversations', colour: COLOURS.blue, values: days.map((d) => dayValue(d, 'conversations')),
+      { name: t('dashboard.series.conversations'), colour: COLOURS.blue,
+        values: days.map((d) => dayValue(d, 'conversations')),
         ids: days.map((d) => d.figures.conversations.conversation_ids) },
-      { name: 'Missed', colour: COLOURS.orange, values: days.map((d) => dayValue(d, 'missed')),
+      { name: t('dashboard.series.missed'), colour: COLOURS.orange,
+        values: days.map((d) => dayValue(d, 'missed')),
         ids: days.map((d) => d.figures.missed.conversation_ids) },
     ],
   });
@@ -382,26 +448,29 @@ function renderDaily(days) {
     .filter((f) => f.name === 'revenue' && f.currency).map((f) => f.currency)))].sort();
   const cur = currencies[0];
   const revenue = cur ? days.map((d) => (d.figures[`revenue_${cur}`] || { value: 0 }).value) : [];
-  const money = (v) => (cur ? formatPrice(v, cur, 'en').replace(/\.00$/, '') : String(v));
+  // Axis money without cents when whole ("€1,200", "1.200 €").
+  const money = (v) => (cur ? numFmt({ style: 'currency', currency: cur,
+    minimumFractionDigits: v % 1 ? 2 : 0, maximumFractionDigits: 2 }).format(v) : fmtDecimal(v, 2));
   barChart($('chart-sales'), {
     labels,
-    series: cur ? [{ name: `Revenue ${cur}`, colour: COLOURS.green, values: revenue, fmt: money,
+    series: cur ? [{ name: t('dashboard.series.revenue', { currency: cur }), colour: COLOURS.green,
+      values: revenue, fmt: money,
       ids: days.map((d) => (d.figures[`revenue_${cur}`] || {}).conversation_ids || []) }] : [],
     fmt: money,
-    line: { name: 'Conversion', colour: COLOURS.purple, max: 1,
+    line: { name: t('dashboard.series.conversion'), colour: COLOURS.purple, max: 1,
       values: days.map((d) => dayValue(d, 'conversion_rate')),
-      fmt: (v) => `${Math.round(v * 100)}%` },
+      fmt: (v) => fmtPercent(v, 0) },
   });
   if (currencies.length > 1) {
     $('chart-sales').append(h('p', { class: 'muted small',
-      text: `Revenue in ${currencies.slice(1).join(', ')} is in the tiles and the CSV export.` }));
+      text: t('dashboard.chart.otherCurrencies', { currencies: currencies.slice(1).join(', ') }) }));
   }
   barChart($('chart-satisfaction'), {
     labels,
     max: 5,
     ticks: 5,
-    fmt: (v) => v.toFixed(v % 1 ? 1 : 0),
-    series: [{ name: 'Average satisfaction (1–5)', colour: COLOURS.teal,
+    fmt: (v) => fmtDecimal(v, 1),
+    series: [{ name: t('dashboard.series.satisfaction'), colour: COLOURS.teal,
       values: days.map((d) => dayValue(d, 'satisfaction_avg')),
       ids: days.map((d) => d.figures.ratings.conversation_ids) }],
   });
@@ -413,7 +482,9 @@ const SHARE_COUNTS = { trouble_share: 'calls_with_trouble', freeze_share: 'calls
 function renderNps(f) {
   const pill = $('nps-pill');
   pill.textContent = f.nps && f.nps.value !== null
-    ? `NPS ${fmtFigure(f.nps)} · ${fmtFigure(f.ratings)} ratings` : 'No rating yet';
+    ? t('dashboard.nps.pill', { nps: fmtFigure(f.nps), count: f.ratings ? f.ratings.value : 0,
+      number: fmtFigure(f.ratings) })
+    : t('dashboard.nps.none');
 }
 
 
@@ -430,34 +501,38 @@ function renderQuality(f) {
   const box = $('quality');
   const measured = f.calls_measured;
   if (!measured || !measured.value) {
-    box.replaceChildren(h('p', { class: 'empty',
-      text: 'No measured call in this period. Calls are measured when they run through the media server.' }));
+    box.replaceChildren(h('p', { class: 'empty', text: t('dashboard.quality.none') }));
     return;
   }
-  const row = (key, label) => {
+  const row = (key, labelKey) => {
     const count = f[SHARE_COUNTS[key]];
-    return tile(key, label, f[key], `${count ? count.value : 0} of ${measured.value} calls`);
+    return tile(key, t(labelKey), f[key], t('dashboard.quality.ofCalls', {
+      count: measured.value, part: fmtInt(count ? count.value : 0), total: fmtInt(measured.value) }));
   };
   const tiles = h('div', { class: 'tiles quality-tiles' },
-    tile('calls_measured', 'Calls measured', measured, 'ran through the media server'),
-    row('trouble_share', 'Any trouble'),
-    row('freeze_share', 'Froze'),
-    row('fallback_share', 'Audio-only fallback'),
-    row('high_loss_share', 'High loss'));
+    tile('calls_measured', t('dashboard.quality.measured'), measured, t('dashboard.quality.measuredSub')),
+    row('trouble_share', 'dashboard.quality.trouble'),
+    row('freeze_share', 'dashboard.quality.froze'),
+    row('fallback_share', 'dashboard.quality.fallback'),
+    row('high_loss_share', 'dashboard.quality.highLoss'));
   const bars = h('div', { class: 'compare' });
-  for (const [key, label, colour] of [['conversion_without_trouble', 'Calls without trouble', COLOURS.green],
-    ['conversion_with_trouble', 'Calls with trouble', COLOURS.red]]) {
+  for (const [key, labelKey, colour] of [
+    ['conversion_without_trouble', 'dashboard.quality.withoutTrouble', COLOURS.green],
+    ['conversion_with_trouble', 'dashboard.quality.withTrouble', COLOURS.red]]) {
+    const label = t(labelKey);
     const fig = f[key];
     const pct = fig && fig.value !== null ? fig.value * 100 : 0;
     const ids = (fig && fig.conversation_ids) || [];
     bars.append(h('button', { type: 'button', class: 'compare-row', dataset: { figure: key },
-      disabled: !ids.length, onclick: () => openDrawer(`Conversion · ${label}`, ids, fig) },
+      disabled: !ids.length,
+      onclick: () => openDrawer(t('dashboard.quality.conversionOf', { label }), ids, fig) },
     h('span', { class: 'label', text: label }),
     h('span', { class: 'track' }, barFill(pct, colour)),
     h('span', { class: 'value', text: fmtFigure(fig) }),
-    h('span', { class: 'sub', text: `${ids.length} conv.` })));
+    h('span', { class: 'sub', text: t('dashboard.quality.conversations',
+      { count: ids.length, number: fmtInt(ids.length) }) })));
   }
-  box.replaceChildren(tiles, h('h3', { text: 'Conversion of conversations with a measured call' }), bars);
+  box.replaceChildren(tiles, h('h3', { text: t('dashboard.quality.conversionTitle') }), bars);
 }
 
 function renderStaff(staff) {
@@ -467,7 +542,7 @@ function renderStaff(staff) {
     const ids = fig.conversation_ids || [];
     const text = fmtFigure(fig);
     return h('td', { class: 'num' }, ids.length
-      ? h('button', { type: 'button', class: 'link', text, title: 'Show the conversations',
+      ? h('button', { type: 'button', class: 'link', text, title: t('dashboard.staff.showConversations'),
         onclick: () => openDrawer(label, ids, fig) })
       : text);
   };
@@ -477,19 +552,20 @@ function renderStaff(staff) {
     const revenue = figuresNamed(f, 'revenue');
     return h('tr', { dataset: { staff: s.staff_id } },
       h('th', { scope: 'row' }, h('span', { class: 'name', text: who }),
-        h('span', { class: 'muted small', text: ` ${s.staff_id}` })),
+        h('span', { class: 'muted small', text: ' ' + s.staff_id })),
       h('td', { text: s.store || '–' }),
       h('td', { class: 'num', text: fmtFigure(f.time_online_s) }),
-      cell(f.handled, `${who} · handled`),
-      cell(f.calls, `${who} · calls`),
-      cell(f.average_handling_time_s, `${who} · handling time`),
-      cell(f.orders, `${who} · orders`),
+      cell(f.handled, t('dashboard.staff.handled', { name: who })),
+      cell(f.calls, t('dashboard.staff.calls', { name: who })),
+      cell(f.average_handling_time_s, t('dashboard.staff.handlingTime', { name: who })),
+      cell(f.orders, t('dashboard.staff.orders', { name: who })),
       revenue.length ? h('td', { class: 'num' }, revenue.map((r, i) => [i ? ', ' : '',
         h('button', { type: 'button', class: 'link', text: fmtFigure(r),
-          onclick: () => openDrawer(`${who} · revenue`, r.conversation_ids, r) })]))
+          onclick: () => openDrawer(t('dashboard.staff.revenue', { name: who }),
+            r.conversation_ids, r) })]))
         : h('td', { class: 'num', text: '–' }),
-      cell(f.satisfaction_avg, `${who} · ratings`),
-      cell(f.nps, `${who} · ratings`));
+      cell(f.satisfaction_avg, t('dashboard.staff.ratings', { name: who })),
+      cell(f.nps, t('dashboard.staff.ratings', { name: who })));
   });
   body.replaceChildren(...rows);
   $('staff-empty').hidden = rows.length > 0;
@@ -507,7 +583,7 @@ function renderPlanStores() {
 function renderPlan() {
   const plan = state.plans.find((p) => p.store === $('plan-store').value) || state.plans[0];
   if (!plan) {
-    $('heatmap').replaceChildren(h('p', { class: 'empty', text: 'No store to plan for.' }));
+    $('heatmap').replaceChildren(h('p', { class: 'empty', text: t('dashboard.plan.noStore') }));
     $('plan-note').textContent = '';
     return;
   }
@@ -517,28 +593,31 @@ function renderPlan() {
   if (view === 'missed_last_week') {
     ids = new Array(168).fill(null);
     for (const m of plan.missed_last_week_conversations) {
-      ids[WEEKDAYS.findIndex((d) => m.weekday.startsWith(d.toLowerCase())) * 24 + m.hour] = m.conversation_ids;
+      const day = WEEKDAY_IDS.findIndex((d) => String(m.weekday).toLowerCase().startsWith(d));
+      if (day >= 0) ids[day * 24 + m.hour] = m.conversation_ids;
     }
   }
-  const fmt = view === 'arrivals_per_hour' ? (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(1).replace(/\.0$/, ''))
-    : (v) => String(v);
-  const title = { recommended_staff: 'Recommended staff online',
-    missed_last_week: 'Missed last week', arrivals_per_hour: 'Arrivals per hour' }[view];
+  const fmt = view === 'arrivals_per_hour' ? (v) => fmtDecimal(v, v >= 10 ? 0 : 1) : fmtInt;
+  const title = t({ recommended_staff: 'dashboard.plan.title.recommended',
+    missed_last_week: 'dashboard.plan.title.missed',
+    arrivals_per_hour: 'dashboard.plan.title.arrivals' }[view]);
   heatMap($('heatmap'), grid, { fmt, title, ids });
   $('heatmap').dataset.store = plan.store;
   $('heatmap').dataset.view = view;
-  $('plan-note').textContent = `${plan.arrivals} conversations in the last 4 weeks · mean handling `
-    + `${fmtSeconds(plan.aht_s)} · ${plan.concurrency.toFixed(1).replace(/\.0$/, '')} conversations `
-    + `per person · 80% answered within 60 s · hours in ${TZ}`;
+  $('plan-note').textContent = t('dashboard.plan.note', {
+    arrivals: fmtInt(plan.arrivals), aht: fmtSeconds(plan.aht_s),
+    concurrency: fmtDecimal(plan.concurrency, 1), share: fmtPercent(0.8, 0),
+    answer: fmtUnit(60, 'second', 0), tz: TZ });
 }
 
 // Drill-down -----------------------------------------------------------------------------
 function openDrawer(title, ids, fig = null) {
   const unique = [...new Set(ids || [])];
   $('drawer-title').textContent = title;
-  const def = fig && fig.count !== undefined && unique.length !== (ids || []).length
-    ? ` (${(ids || []).length} entries: some conversations count more than once, e.g. one per call)` : '';
-  $('drawer-note').textContent = `${unique.length} conversation${unique.length === 1 ? '' : 's'}${def}`;
+  const entries = (ids || []).length;
+  const count = t('dashboard.conversations', { count: unique.length, number: fmtInt(unique.length) });
+  $('drawer-note').textContent = fig && fig.count !== undefined && unique.length !== entries
+    ? t('dashboard.drawer.entries', { conversations: count, entries: fmtInt(entries) }) : count;
   $('drawer-list').replaceChildren(...unique.map((id) => h('li', {},
     h('button', { type: 'button', class: 'link mono', text: id, onclick: () => showConversation(id) }))));
   $('drawer-detail').replaceChildren();
@@ -548,29 +627,43 @@ function openDrawer(title, ids, fig = null) {
 
 async function showConversation(id) {
   const box = $('drawer-detail');
-  box.replaceChildren(h('p', { class: 'muted', text: 'Loading…' }));
+  box.replaceChildren(h('p', { class: 'muted', text: t('dashboard.loading') }));
   try {
     const data = await fetchJson(`/api/conversations/${encodeURIComponent(id)}`, { token: state.token });
     const c = data.conversation;
     const accepted = data.events.filter((e) => e.kind === 'accepted').map((e) => e.actor.replace('staff:', ''));
+    const lang = language();
+    const calls = data.calls.filter((k) => k.started_at).map((k) => t('dashboard.detail.call', {
+      kind: valueText('kind', k.kind),
+      duration: formatDuration((k.ended_at || k.started_at) - k.started_at, lang) }));
+    const left = data.async_messages.length;
     const rows = [
-      ['Opened', formatDateTime(c.opened_at, 'en')],
-      ['Closed', c.closed_at ? formatDateTime(c.closed_at, 'en') : 'not yet'],
-      ['Store', c.store || 'any'], ['Channel', c.channel], ['Skill', c.skill || '–'],
-      ['State', c.state], ['Handled by', accepted.join(', ') || 'nobody'],
-      ['Calls', data.calls.filter((k) => k.started_at).map((k) => `${k.kind} ${formatDuration((k.ended_at || k.started_at) - k.started_at)}`).join(', ') || 'none'],
-      ['Messages', String(data.messages.length)],
-      ['Left a message', data.async_messages.length
-        ? `${data.async_messages.length} (${data.async_messages.filter((m) => m.answered_at).length} answered)`
-        : 'no'],
-      ['Rating', data.rating ? `${data.rating.satisfaction}/5, recommends ${data.rating.recommendation}/10` : 'not rated'],
-      ['Outcome', data.outcome ? (data.outcome.order_placed
-        ? `order ${formatPrice(data.outcome.order_value, data.outcome.currency, 'en')}` : 'no order') : 'not reported'],
+      ['dashboard.detail.opened', formatDateTime(c.opened_at, lang)],
+      ['dashboard.detail.closed', c.closed_at ? formatDateTime(c.closed_at, lang)
+        : t('dashboard.detail.notYet')],
+      ['dashboard.detail.store', c.store || t('dashboard.detail.anyStore')],
+      ['dashboard.detail.channel', valueText('channel', c.channel)],
+      ['dashboard.detail.skill', c.skill || '–'],
+      ['dashboard.detail.state', valueText('state', c.state)],
+      ['dashboard.detail.handledBy', accepted.join(', ') || t('dashboard.detail.nobody')],
+      ['dashboard.detail.calls', calls.join(', ') || t('dashboard.detail.noCalls')],
+      ['dashboard.detail.messages', fmtInt(data.messages.length)],
+      ['dashboard.detail.leftMessage', left
+        ? t('dashboard.detail.leftCount', { count: left, number: fmtInt(left),
+          answered: fmtInt(data.async_messages.filter((m) => m.answered_at).length) })
+        : t('dashboard.detail.no')],
+      ['dashboard.detail.rating', data.rating ? t('dashboard.detail.rated', {
+        satisfaction: fmtInt(data.rating.satisfaction),
+        recommendation: fmtInt(data.rating.recommendation) }) : t('dashboard.detail.notRated')],
+      ['dashboard.detail.outcome', data.outcome ? (data.outcome.order_placed
+        ? t('dashboard.detail.order', {
+          value: formatPrice(data.outcome.order_value, data.outcome.currency, lang) })
+        : t('dashboard.detail.noOrder')) : t('dashboard.detail.notReported')],
     ];
     box.replaceChildren(h('h3', { class: 'mono', text: id }),
-      h('dl', {}, rows.map(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })])));
+      h('dl', {}, rows.map(([k, v]) => [h('dt', { text: t(k) }), h('dd', { text: v })])));
   } catch (err) {
-    box.replaceChildren(h('p', { class: 'error', text: err.message }));
+    box.replaceChildren(h('p', { class: 'error', text: errorText(err) }));
   }
 }
 
@@ -601,30 +694,35 @@ async function downloadWeekly() {
 }
 
 // Sign-in and errors ---------------------------------------------------------------------
+/** errors.js's text for a failed request, with the operator's own hints on tokens. */
 function errorText(err) {
-  if (err.code === 'forbidden') {
-    return 'This token is not an operator token. The dashboard needs one: '
-      + 'shopcall token operator NAME.';
+  const code = err && err.code;
+  if (code === 'forbidden') return t('dashboard.error.forbidden');
+  if (code === 'invalid_token' || code === 'expired_token' || code === 'unauthenticated') {
+    return t('dashboard.error.token');
   }
-  if (err.code === 'invalid_token' || err.code === 'expired_token' || err.code === 'unauthenticated') {
-    return 'This token was refused or has expired. Paste a new operator token.';
-  }
-  if (err.code === 'network') return 'The server cannot be reached. Check the connection and retry.';
-  return err.message || String(err);
+  return commonErrorText(err);
 }
 
 function handleError(err) {
   if (['forbidden', 'invalid_token', 'expired_token', 'unauthenticated'].includes(err.code)) {
-    signOut(errorText(err));
+    signOut(err);
     return;
   }
   showLoadError(err);
 }
 
 function showLoadError(err) {
+  state.loadError = err;
   $('status').textContent = '';
   $('load-error').textContent = errorText(err);
   $('load-error').hidden = false;
+}
+
+/** A sign-in problem: an error (its text follows the language) or nothing. */
+function signInText(problem) {
+  if (!problem) return '';
+  return typeof problem === 'string' ? problem : errorText(problem);
 }
 
 function showSignIn(message) {
@@ -632,7 +730,8 @@ function showSignIn(message) {
   $('filters').hidden = true;
   for (const id of ['who', 'weekly', 'sign-out']) $(id).hidden = true;
   $('signin').hidden = false;
-  $('signin-error').textContent = message || '';
+  state.signinError = message || null;
+  $('signin-error').textContent = signInText(message);
   $('signin-error').hidden = !message;
   $('token').focus();
 }
@@ -661,28 +760,66 @@ async function signIn(token) {
     state.token = null;
     if (['forbidden', 'invalid_token', 'expired_token', 'unauthenticated'].includes(err.code)) {
       saveJson(TOKEN_KEY, null);
-      showSignIn(errorText(err));
-    } else {
-      showSignIn(errorText(err));
     }
+    showSignIn(err);
     return;
   }
   saveJson(TOKEN_KEY, { token });
   const storeSelect = $('store');
   const chosen = storeSelect.value;
-  storeSelect.replaceChildren(h('option', { value: '', text: 'All stores' }),
-    ...state.stores.map((s) => h('option', { value: s.id, text: s.name || s.id })));
+  storeSelect.replaceChildren(h('option', { value: '', text: t('dashboard.filter.allStores'),
+    dataset: { i18n: 'dashboard.filter.allStores' } }),
+  ...state.stores.map((s) => h('option', { value: s.id, text: s.name || s.id })));
   if (state.stores.some((s) => s.id === chosen)) storeSelect.value = chosen;
   $('signin').hidden = true;
   $('dash').hidden = false;
   $('filters').hidden = false;
-  const who = tokenSubject(token);
-  $('who').textContent = who ? `Signed in as ${who}` : '';
+  renderWho();
   for (const id of ['who', 'weekly', 'sign-out']) $(id).hidden = false;
   await load();
 }
 
-function init() {
+function renderWho() {
+  const who = state.token ? tokenSubject(state.token) : null;
+  $('who').textContent = who ? t('dashboard.signedInAs', { name: who }) : '';
+}
+
+// Language ---------------------------------------------------------------------------------
+/** The operator's choice on this device, else the browser's languages (not the page's). */
+function chosenLanguage() {
+  const saved = loadJson(LANGUAGE_KEY);
+  if (typeof saved === 'string' && saved) return pickLanguage(saved);
+  return pickLanguage(navigator.languages && navigator.languages.length
+    ? navigator.languages : [navigator.language]);
+}
+
+async function useLanguage(lang) {
+  try {
+    await setLanguage(lang, NAMESPACES);
+  } catch (err) {
+    console.error('shopcall dashboard: catalogues could not be loaded', err);
+  }
+  formats.clear();
+  translatePage(document);
+  $('language').value = language();
+}
+
+/** The picker: load the other language and draw everything on the page again in it. */
+async function changeLanguage(lang) {
+  saveJson(LANGUAGE_KEY, lang);
+  await useLanguage(lang);
+  renderWho();
+  if (state.signinError) $('signin-error').textContent = signInText(state.signinError);
+  if (!$('load-error').hidden && state.loadError) $('load-error').textContent = errorText(state.loadError);
+  $('drawer').hidden = true;
+  if (state.data) renderAll();
+  document.body.dataset.language = language();
+}
+
+async function init() {
+  await useLanguage(chosenLanguage());
+  document.body.dataset.language = language();
+  $('language').addEventListener('change', () => changeLanguage($('language').value));
   const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
   if (match) history.replaceState(null, '', location.pathname + location.search);
   const stored = loadJson(TOKEN_KEY);

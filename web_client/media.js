@@ -16,6 +16,7 @@
 // CallMedia is the logic (no DOM); CallStage draws remote videos, self view, the notice
 // banner and the controls into any container, with classes both stylesheets know.
 
+import { language, t } from './i18n.js';
 import { ShopcallError } from './protocol.js';
 import { h, icon } from './ui.js';
 
@@ -83,19 +84,20 @@ function iceServers(list) {
 
 /** Message for the user when the camera or microphone cannot be opened. */
 export function deviceErrorText(err, wanted) {
+  // One sentence per device: "camera" and "microphone" differ in gender in German/French.
   const what = wanted === 'video' ? 'camera' : 'microphone';
   switch (err && err.name) {
     case 'NotAllowedError':
     case 'SecurityError':
-      return `Access to your ${what} was refused. The others cannot see or hear you; you can still see and hear them.`;
+      return t(`media.device.${what}.refused`);
     case 'NotFoundError':
     case 'OverconstrainedError':
-      return `No ${what} was found on this device.`;
+      return t(`media.device.${what}.notFound`);
     case 'NotReadableError':
     case 'AbortError':
-      return `Your ${what} is in use by another application.`;
+      return t(`media.device.${what}.busy`);
     default:
-      return `Your ${what} could not be started.`;
+      return t(`media.device.${what}.failed`);
   }
 }
 
@@ -311,7 +313,7 @@ export class CallMedia {
     const wantAudio = this.wantMicrophone;
     if (!wantVideo && !wantAudio) return;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      this.problems.push('This browser cannot use a camera or microphone here (a secure https page is needed).');
+      this.problems.push(t('media.device.unsupported'));
       this.cameraOff = true;
       return;
     }
@@ -946,14 +948,21 @@ const MEDIA_ICONS = {
     'M14 9.5l.4 1.6-1.6.3', 'M10 17.5l-.4-1.6 1.6-.3'],
 };
 
+// Catalogue keys (locales/<lang>/media.json) of the connection states and failures.
 const STATE_TEXT = {
-  starting: 'Starting camera…', connecting: 'Connecting…', reconnecting: 'Reconnecting…',
-  failed: 'The connection failed.',
+  starting: 'media.state.starting', connecting: 'media.state.connecting',
+  reconnecting: 'media.state.reconnecting', failed: 'media.state.failed',
 };
-const FAILURE_TEXT = {
-  blocked: 'Could not connect: this network blocks calls.',
-  lost: 'The call connection was lost and could not be restored.',
-};
+const FAILURE_TEXT = { blocked: 'media.failure.blocked', lost: 'media.failure.lost' };
+
+/** A whole number in the page's language (frame rates). */
+function formatCount(value) {
+  try {
+    return new Intl.NumberFormat(language(), { maximumFractionDigits: 0 }).format(value);
+  } catch {
+    return String(value);
+  }
+}
 
 /**
  * The call's on-screen part: remote videos (one tile per remote video track), remote audio,
@@ -967,25 +976,25 @@ const FAILURE_TEXT = {
  *   again (the page makes a new CallMedia), with sound only if asked
  */
 export class CallStage {
-  constructor(media, { remoteLabel = 'Remote', onHangUp, onRetry = null }) {
+  constructor(media, { remoteLabel = null, onHangUp, onRetry = null }) {
     this.media = media;
-    this.remoteLabel = remoteLabel;
+    this.remoteLabel = remoteLabel || t('media.remote');
     this.onRetry = onRetry;
     this.tiles = new Map(); // track id -> element
     this.remoteWrap = h('div', { class: 'stage-remote' });
     this.placeholder = h('div', { class: 'stage-wait', role: 'status' },
       h('span', { class: 'spinner', 'aria-hidden': 'true' }),
-      h('span', { class: 'stage-wait-text', text: 'Connecting…' }));
+      h('span', { class: 'stage-wait-text', text: t('media.state.connecting') }));
     // After a failed connection: the way out, on both sides of the call.
     this.retryBox = h('div', { class: 'stage-retry', hidden: true },
       h('button', { class: 'btn primary small retry', type: 'button',
-        onclick: () => onRetry && onRetry({ audioOnly: media.audioOnly }), text: 'Try again' }),
+        onclick: () => onRetry && onRetry({ audioOnly: media.audioOnly }), text: t('media.retry') }),
       media.kind === 'video' ? h('button', { class: 'btn small audio-only', type: 'button',
-        onclick: () => onRetry && onRetry({ audioOnly: true }), text: 'Audio only' }) : null);
+        onclick: () => onRetry && onRetry({ audioOnly: true }), text: t('media.audioOnly') }) : null);
     this.placeholder.append(this.retryBox);
     this.remoteWrap.append(this.placeholder);
     this.selfVideo = h('video', { class: 'self-video', autoplay: true, playsInline: true,
-      muted: true, 'aria-label': 'Your camera' });
+      muted: true, 'aria-label': t('media.self.camera') });
     this.selfVideo.muted = true;
     this.selfOff = h('div', { class: 'self-off', hidden: true }, icon(MEDIA_ICONS.camOff, { size: 18 }));
     this.selfView = h('div', { class: 'stage-self', hidden: true }, this.selfVideo, this.selfOff);
@@ -999,18 +1008,18 @@ export class CallStage {
     // Shown only when this device has more than one camera (front/back on a phone).
     this.flipBtn = h('button', { class: 'media-btn flip', type: 'button', hidden: true,
       onclick: () => media.switchCamera().catch(report) },
-    icon(MEDIA_ICONS.flip, { size: 20 }), h('span', { text: 'Switch camera' }));
+    icon(MEDIA_ICONS.flip, { size: 20 }), h('span', { text: t('media.switchCamera') }));
     this.noticePaused = false;
     this.mirrorOn = false;
     this.panels = h('div', { class: 'stage-panels', hidden: true });
     this.hangBtn = h('button', { class: 'media-btn hangup', type: 'button', onclick: onHangUp },
-      icon(MEDIA_ICONS.hangup, { size: 20 }), h('span', { text: 'Hang up' }));
-    this.controls = h('div', { class: 'stage-controls', role: 'group', 'aria-label': 'Call controls' },
+      icon(MEDIA_ICONS.hangup, { size: 20 }), h('span', { text: t('media.hangUp') }));
+    this.controls = h('div', { class: 'stage-controls', role: 'group', 'aria-label': t('media.controls') },
       this.muteBtn, media.kind === 'video' ? this.camBtn : null,
       media.kind === 'video' ? this.flipBtn : null, this.hangBtn);
     this.video = h('div', { class: `stage-video kind-${media.kind}` },
       this.remoteWrap, this.selfView, this.notice);
-    this.el = h('section', { class: 'stage', 'aria-label': `${media.kind === 'video' ? 'Video' : 'Audio'} call` },
+    this.el = h('section', { class: 'stage', 'aria-label': t(media.kind === 'video' ? 'media.stage.video' : 'media.stage.audio') },
       this.video, this.panels, this.controls, this.audioWrap);
     this._offs = [
       media.on('local', (stream) => {
@@ -1053,7 +1062,7 @@ export class CallStage {
     if (track.kind === 'video') {
       const name = this._nameOf(track.id);
       const video = h('video', { class: 'remote-video', autoplay: true, playsInline: true,
-        muted: true, 'aria-label': `${name}'s camera` });
+        muted: true, 'aria-label': t('media.tile.camera', { name }) });
       video.muted = true; // sound comes from the audio element
       video.srcObject = stream;
       el = h('div', { class: 'remote-tile', dataset: { trackId: track.id } }, video,
@@ -1084,7 +1093,7 @@ export class CallStage {
     const source = this.media.sourceOf ? this.media.sourceOf(trackId) : null;
     if (!source) return this.remoteLabel;
     if (source.name) return String(source.name).split(' ')[0];
-    return String(source.participant_id || '').startsWith('shopper:') ? 'Shopper' : this.remoteLabel;
+    return String(source.participant_id || '').startsWith('shopper:') ? t('media.shopper') : this.remoteLabel;
   }
 
   _relabel() {
@@ -1093,7 +1102,7 @@ export class CallStage {
       if (!label) continue;
       const name = this._nameOf(trackId);
       label.textContent = name;
-      el.querySelector('video').setAttribute('aria-label', `${name}'s camera`);
+      el.querySelector('video').setAttribute('aria-label', t('media.tile.camera', { name }));
       this._renderRemoteState(trackId);
     }
   }
@@ -1117,14 +1126,15 @@ export class CallStage {
   _renderState(state) {
     const text = this.placeholder.querySelector('.stage-wait-text');
     if (state === 'connected' && this.media.unreachable.size) {
-      text.textContent = `${this.remoteLabel} could not connect: their network blocks calls.`;
+      text.textContent = t('media.peer.unreachable', { name: this.remoteLabel });
     } else if (state === 'connected') {
       text.textContent = this.media.kind === 'video'
-        ? `Waiting for ${this.remoteLabel}'s camera…` : `Connected with ${this.remoteLabel}`;
-    } else if (state === 'failed' && this.media.failure) {
-      text.textContent = FAILURE_TEXT[this.media.failure];
+        ? t('media.peer.waitingCamera', { name: this.remoteLabel })
+        : t('media.peer.connected', { name: this.remoteLabel });
+    } else if (state === 'failed' && FAILURE_TEXT[this.media.failure]) {
+      text.textContent = t(FAILURE_TEXT[this.media.failure]);
     } else {
-      text.textContent = STATE_TEXT[state] || 'Connecting…';
+      text.textContent = t(STATE_TEXT[state] || 'media.state.connecting');
     }
     this.retryBox.hidden = !(state === 'failed' && this.onRetry);
     this.placeholder.querySelector('.spinner').hidden = ['connected', 'failed', 'closed'].includes(state);
@@ -1136,12 +1146,12 @@ export class CallStage {
   _renderControls() {
     const m = this.media;
     this.muteBtn.replaceChildren(icon(m.muted ? MEDIA_ICONS.micOff : MEDIA_ICONS.mic, { size: 20 }),
-      h('span', { text: m.muted ? 'Unmute' : 'Mute' }));
+      h('span', { text: t(m.muted ? 'media.unmute' : 'media.mute') }));
     this.muteBtn.setAttribute('aria-pressed', String(m.muted));
     this.muteBtn.classList.toggle('is-on', m.muted);
     this.muteBtn.disabled = !m.hasMicrophone;
     this.camBtn.replaceChildren(icon(m.cameraOff ? MEDIA_ICONS.camOff : MEDIA_ICONS.cam, { size: 20 }),
-      h('span', { text: m.cameraOff ? 'Start camera' : 'Stop camera' }));
+      h('span', { text: t(m.cameraOff ? 'media.camera.start' : 'media.camera.stop') }));
     this.camBtn.setAttribute('aria-pressed', String(m.cameraOff));
     this.camBtn.classList.toggle('is-on', m.cameraOff);
     // Joined without camera: "Start camera" can still add it (video calls).
@@ -1179,15 +1189,15 @@ export class CallStage {
     let text = '';
     let state = flow;
     if (peer.cameraOff) {
-      text = `${name}'s camera is off`;
+      text = t('media.tile.cameraOff', { name });
       state = 'camera-off';
     } else if (peer.paused || (this.noticePaused && flow !== 'flowing')) {
-      text = 'Video paused: weak connection';
+      text = t('media.tile.paused');
       state = 'paused';
     } else if (flow === 'off' || flow === 'stalled') {
-      text = `Video interrupted: waiting for ${name}'s connection…`;
+      text = t('media.tile.interrupted', { name });
     } else if (flow === 'waiting') {
-      text = 'Starting video…';
+      text = t('media.tile.starting');
     }
     off.hidden = !text;
     off.dataset.state = state;
@@ -1198,7 +1208,11 @@ export class CallStage {
       const thinned = !text && peer.layer != null;
       const fps = Math.round(this.media.remoteFps ? this.media.remoteFps(trackId) : 0);
       rate.hidden = !thinned;
-      rate.textContent = thinned ? `${fps > 0 ? `${fps} fps` : 'Fewer frames'} · weak connection` : '';
+      let rateText = '';
+      if (thinned) {
+        rateText = fps > 0 ? t('media.tile.fps', { fps: formatCount(fps) }) : t('media.tile.fewerFrames');
+      }
+      rate.textContent = rateText;
       el.dataset.layer = peer.layer == null ? 'all' : String(peer.layer);
     }
   }
@@ -1216,7 +1230,7 @@ export class CallStage {
     } else if (this.media.localStream) {
       this.selfVideo.srcObject = this.media.localStream;
     }
-    this.selfVideo.setAttribute('aria-label', mirror ? 'You, with the garment' : 'Your camera');
+    this.selfVideo.setAttribute('aria-label', t(mirror ? 'media.self.mirror' : 'media.self.camera'));
     this.selfView.classList.toggle('is-mirror', !!mirror);
     this.selfVideo.play?.().catch(() => {});
   }
@@ -1250,9 +1264,8 @@ export function noticeText(event) {
     case 'peer_connected':
       return null;
     case 'video_paused':
-      return event.direction === 'sending'
-        ? 'Your video is paused for them: weak connection on their side (they still hear you)'
-        : 'Video paused: weak connection';
+      return t(event.direction === 'sending'
+        ? 'media.notice.sendingPaused' : 'media.notice.receivingPaused');
     case 'video_resumed':
       return '';
     default:

@@ -1,6 +1,8 @@
 // Shopcall staff console: presence, offers, queue, several conversations side by side,
 // product cards, canned replies, transfer, and the asynchronous messages inbox.
 
+import { errorText } from './errors.js';
+import { language, pickLanguage, setLanguage, t, translatePage } from './i18n.js';
 import { CallMedia, CallStage, noticeText } from './media.js';
 import { SignalingClient, ShopcallError, fetchJson, newId, websocketUrl } from './protocol.js';
 import {
@@ -10,21 +12,49 @@ import {
 
 const STAFF_KEY = 'shopcall.staff';
 const PRESENCE_KEY = 'shopcall.staff.presence'; // sessionStorage: survives reloads of this tab
+const LANGUAGE_KEY = 'shopcall.staff.language'; // localStorage: the console's language, if chosen
 const MAX_TEXT = 4000;
-const PRESENCE_LABEL = { online: 'Online', away: 'Away', busy_in_store: 'Busy in store',
-  offline: 'Offline' };
+const PRESENCES = new Set(['online', 'away', 'busy_in_store', 'offline']);
+// Why an offer went away (conversation.offer_withdrawn reason): the toast's text.
 const WITHDRAWN = {
-  expired: 'was not accepted in time', closed_by_shopper: 'was cancelled by the shopper',
-  staff_offline: 'was withdrawn (you went offline)', staff_away: 'was withdrawn (you are away)',
-  staff_busy_in_store: 'was withdrawn (you are busy in store)',
+  expired: () => t('console.offer.withdrawn.expired'),
+  closed_by_shopper: () => t('console.offer.withdrawn.closed_by_shopper'),
+  staff_offline: () => t('console.offer.withdrawn.staff_offline'),
+  staff_away: () => t('console.offer.withdrawn.staff_away'),
+  staff_busy_in_store: () => t('console.offer.withdrawn.staff_busy_in_store'),
 };
+// Quick replies: [label, text] in the console's language (the demo shop's wording).
 const CANNED = [
-  ['Greeting', (me) => `Hello! I'm ${firstName(me)} from Harmonie Music. How can I help you?`],
-  ['One moment', () => 'Let me check that for you, one moment please.'],
-  ['Offer a video call', () => 'Would you like me to show it to you on a video call?'],
-  ['In stock', () => 'Good news: it is in stock in our store and we can set it up for you before it ships.'],
-  ['Goodbye', () => 'Thank you for your visit, have a great day!'],
+  [() => t('console.reply.greeting.label'),
+    (member) => t('console.reply.greeting.text', { name: firstName(member) })],
+  [() => t('console.reply.moment.label'), () => t('console.reply.moment.text')],
+  [() => t('console.reply.video.label'), () => t('console.reply.video.text')],
+  [() => t('console.reply.in_stock.label'), () => t('console.reply.in_stock.text')],
+  [() => t('console.reply.goodbye.label'), () => t('console.reply.goodbye.text')],
 ];
+// Conversation states (server values) as shown on a column.
+const STATES = {
+  queued: () => t('console.state.queued'),
+  assigned: () => t('console.state.assigned'),
+  accepted: () => t('console.state.accepted'),
+  missed: () => t('console.state.missed'),
+  closed: () => t('console.state.closed'),
+};
+// The call bar's texts by kind of call.
+const CALL_TEXTS = {
+  video: {
+    failed: () => t('console.call.video.failed'),
+    live: () => t('console.call.video.live'),
+    asked: () => t('console.call.video.asked'),
+    proposed: () => t('console.call.video.proposed'),
+  },
+  audio: {
+    failed: () => t('console.call.audio.failed'),
+    live: () => t('console.call.audio.live'),
+    asked: () => t('console.call.audio.asked'),
+    proposed: () => t('console.call.audio.proposed'),
+  },
+};
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,7 +70,24 @@ const guestCalls = new Map();
 let asyncTimer = null;
 
 function firstName(member) {
-  return ((member && member.name) || '').split(' ')[0] || 'your advisor';
+  return ((member && member.name) || '').split(' ')[0] || t('console.reply.greeting.no_name');
+}
+
+/**
+ * A catalogue text with elements in it: "{name}" placeholders become the given nodes
+ * (a link, a <strong>), for h(...) children.
+ */
+function rich(key, nodes = {}) {
+  return t(key).split(/\{(\w+)\}/).map((part, i) => {
+    if (i % 2 === 0) return part || null;
+    return nodes[part] ?? `{${part}}`;
+  });
+}
+
+/** A number with `digits` decimals, written the way the console's language writes it. */
+function formatNumber(value, digits) {
+  return new Intl.NumberFormat(language(), { minimumFractionDigits: digits,
+    maximumFractionDigits: digits }).format(value);
 }
 
 function shortId(id) {
@@ -105,14 +152,6 @@ function dropOffer(cid) {
   return offers.delete(cid);
 }
 
-function errorText(err) {
-  if (!(err instanceof ShopcallError)) return 'Something went wrong.';
-  if (['disconnected', 'timeout', 'network'].includes(err.code)) {
-    return 'Not connected to the server. Try again in a moment.';
-  }
-  return err.message || err.code;
-}
-
 let audioCtx = null;
 function beep() {
   if (!$('sound').checked) return;
@@ -134,7 +173,7 @@ function beep() {
 
 function updateTitle() {
   const n = offers.size;
-  document.title = `${n ? `(${n}) ` : ''}Staff console · shopcall`;
+  document.title = n ? t('console.page_title_offers', { count: n }) : t('console.page_title');
 }
 
 function pageLabel(url) {
@@ -144,13 +183,19 @@ function pageLabel(url) {
   return { href: safe, text: (u.pathname === '/' ? u.host : u.pathname).slice(0, 40) };
 }
 
+function wantsText(channel) {
+  if (channel === 'video') return t('console.tag.wants_video');
+  if (channel === 'audio') return t('console.tag.wants_audio');
+  return t('console.tag.wants', { channel });
+}
+
 function contextBits(c) {
   return [
-    c.sku && h('span', { class: 'tag' }, 'Product ', h('strong', { text: c.sku })),
+    c.sku && h('span', { class: 'tag' }, ...rich('console.tag.product', { sku: h('strong', { text: c.sku }) })),
     c.skill && h('span', { class: 'tag', text: c.skill }),
     c.language && h('span', { class: 'tag', text: c.language.toUpperCase() }),
-    c.channel && c.channel !== 'chat' && h('span', { class: 'tag accent', text: `wants ${c.channel}` }),
-    c.store && me && c.store !== me.store && h('span', { class: 'tag', text: `store ${c.store}` }),
+    c.channel && c.channel !== 'chat' && h('span', { class: 'tag accent', text: wantsText(c.channel) }),
+    c.store && me && c.store !== me.store && h('span', { class: 'tag', text: t('console.tag.store', { store: c.store }) }),
   ];
 }
 
@@ -165,7 +210,7 @@ function showSignIn(message) {
   $('signin').hidden = false;
   $('signin-error').hidden = !message;
   $('signin-error').textContent = message || '';
-  setConn('Not connected', 'off');
+  setConn(t('console.conn.not_connected'), 'off');
   $('token').focus();
 }
 
@@ -200,15 +245,16 @@ function connect() {
   $('sound-toggle').hidden = false;
   client = new SignalingClient({ url: websocketUrl(location.origin), getToken });
   client.on('state', ({ state, delayMs }) => {
-    if (state === 'open') setConn('Connected', 'ok');
+    if (state === 'open') setConn(t('console.conn.connected'), 'ok');
     else if (state === 'reconnecting') {
-      setConn(delayMs ? `Reconnecting in ${Math.ceil(delayMs / 1000)} s…` : 'Reconnecting…', 'warn');
-    } else if (state === 'connecting') setConn('Connecting…', 'warn');
+      setConn(delayMs ? t('console.conn.reconnecting_in', { seconds: Math.ceil(delayMs / 1000) })
+        : t('console.conn.reconnecting'), 'warn');
+    } else if (state === 'connecting') setConn(t('console.conn.connecting'), 'warn');
   });
   client.on('fatal', (err) => {
     client = null;
     const message = err.code === 'forbidden'
-      ? 'This token is not for a known staff member.' : errorText(err);
+      ? t('console.signin.not_staff') : errorText(err);
     if (['expired_token', 'invalid_token', 'forbidden'].includes(err.code)) {
       saveJson(STAFF_KEY, null);
     }
@@ -229,7 +275,10 @@ function connect() {
   client.on('async.left', () => { loadAsync(); });
   client.on('conversation.closed', (m) => {
     const col = convs.get(m.conversation_id);
-    if (col) endColumn(col, String(m.by || '').startsWith('shopper') ? 'The shopper ended the conversation.' : 'Conversation closed.');
+    if (col) {
+      endColumn(col, String(m.by || '').startsWith('shopper') ? t('console.conv.shopper_ended')
+        : t('console.conv.closed'));
+    }
   });
   client.on('chat.message', (m) => {
     const col = m.message && convs.get(m.message.conversation_id);
@@ -251,7 +300,7 @@ function connect() {
   client.on('call.declined', (m) => onCallGone(m.call_id, 'declined'));
   client.on('call.ended', (m) => {
     onCallGone(m.call_id, m.reason);
-    guestCallGone(m.call_id, 'The call has ended.');
+    guestCallGone(m.call_id, t('console.invite.call_ended'));
   });
   client.on('media.offer', (m) => {
     const col = columnForCall(m.call_id) || guestCalls.get(m.call_id);
@@ -262,13 +311,15 @@ function connect() {
     if (col && col.media) col.media.setSources(m.sources);
   });
   client.on('call.invited', (m) => showInvitation(m));
-  client.on('call.joined', (m) => toast(`${m.name} joined the call.`, 'ok'));
-  client.on('call.left', (m) => toast(`${m.name || String(m.participant).replace(/^staff:/, '')} left the call.`, 'ok'));
+  client.on('call.joined', (m) => toast(t('console.invite.joined', { name: m.name }), 'ok'));
+  client.on('call.left', (m) => toast(t('console.invite.left',
+    { name: m.name || String(m.participant).replace(/^staff:/, '') }), 'ok'));
   client.on('tryon.state', (m) => {
     // The shopper tried a garment on: say so next to the call (the video shows it).
     const col = columnForCall(m.call_id);
     if (!col) return;
-    col.tryOn = m.enabled ? String((m.garment && (m.garment.name || m.garment.id)) || 'a garment')
+    col.tryOn = m.enabled
+      ? String((m.garment && (m.garment.name || m.garment.id)) || t('console.call.a_garment'))
       : null;
     renderCall(col);
   });
@@ -306,7 +357,7 @@ async function onWelcome(w) {
   renderOffers();
   for (const col of convs.values()) {
     if (!col.ended && !(mine.get(col.id) && mine.get(col.id).state === 'accepted')) {
-      endColumn(col, 'This conversation went back to the queue while you were disconnected.');
+      endColumn(col, t('console.conv.back_to_queue'));
     }
   }
   for (const c of mine.values()) if (c.state === 'accepted') openColumn(c);
@@ -317,7 +368,7 @@ async function onWelcome(w) {
   } catch {
     /* ignore */
   }
-  if (desired && desired !== presence && PRESENCE_LABEL[desired]) await changePresence(desired);
+  if (desired && desired !== presence && PRESENCES.has(desired)) await changePresence(desired);
   loadAsync();
   clearInterval(asyncTimer);
   asyncTimer = setInterval(loadAsync, 60000);
@@ -340,7 +391,7 @@ async function changePresence(status) {
   }
   if (!client || !client.connected) {
     setPresence(presence);
-    toast('Not connected: your status will be applied when the connection is back.', 'warn');
+    toast(t('console.presence.not_connected'), 'warn');
     return;
   }
   try {
@@ -348,7 +399,7 @@ async function changePresence(status) {
     setPresence(result.status || status);
     if (status === 'offline') {
       for (const col of convs.values()) {
-        if (!col.ended) endColumn(col, 'You went offline: the conversation went back to the queue.');
+        if (!col.ended) endColumn(col, t('console.conv.went_offline'));
       }
     }
   } catch (err) {
@@ -371,10 +422,10 @@ function renderQueue() {
     const page = pageLabel(c.page_url);
     return h('tr', {},
       h('td', { class: 'num', dataset: { waiting: String(c.waiting_s || 0) } },
-        formatDuration((c.waiting_s || 0) + elapsed),
-        c.position ? h('span', { class: 'muted', text: ` #${c.position}` }) : null),
+        formatDuration((c.waiting_s || 0) + elapsed, language()),
+        c.position ? h('span', { class: 'muted', text: ` ${t('console.queue.position', { position: c.position })}` }) : null),
       h('td', { text: c.sku || '—' }),
-      h('td', { text: c.skill || 'any' }),
+      h('td', { text: c.skill || t('console.queue.any_skill') }),
       h('td', { text: (c.language || '—').toUpperCase() }),
       h('td', {}, page ? h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text }) : '—'));
   }));
@@ -393,13 +444,14 @@ function onOffered(m) {
   beep();
   offerToasts.get(c.conversation_id)?.remove();
   offerToasts.set(c.conversation_id, toast(m.transferred_by
-    ? `${m.transferred_by} transfers a conversation to you` : 'New request from a shopper', 'info'));
+    ? t('console.offer.transfer_toast', { name: m.transferred_by }) : t('console.offer.new_toast'),
+  'info'));
 }
 
 function onOfferWithdrawn(m) {
   if (!dropOffer(m.conversation_id)) return;
   renderOffers();
-  toast(`A request ${WITHDRAWN[m.reason] || 'was withdrawn'}.`, 'warn');
+  toast(WITHDRAWN[m.reason] ? WITHDRAWN[m.reason]() : t('console.offer.withdrawn.other'), 'warn');
 }
 
 function activeCount() {
@@ -412,24 +464,27 @@ function renderOffers() {
   list.replaceChildren(...[...offers.values()].map((offer) => {
     const c = offer.conversation;
     const page = pageLabel(c.page_url);
-    const accept = h('button', { class: 'btn primary', type: 'button', text: 'Accept',
+    const accept = h('button', { class: 'btn primary', type: 'button', text: t('console.action.accept'),
       disabled: full, onclick: () => acceptOffer(c.conversation_id, accept) });
-    const decline = h('button', { class: 'btn ghost', type: 'button', text: 'Decline',
+    const decline = h('button', { class: 'btn ghost', type: 'button', text: t('console.action.decline'),
       onclick: () => declineOffer(c.conversation_id, decline) });
     return h('li', { class: 'offer', dataset: { id: c.conversation_id } },
       h('div', { class: 'offer-head' },
-        h('strong', { text: offer.transferred_by ? `Transfer from ${offer.transferred_by}` : 'New shopper' }),
+        h('strong', { text: offer.transferred_by
+          ? t('console.offer.transfer_from', { name: offer.transferred_by }) : t('console.offer.new_shopper') }),
         h('span', { class: 'countdown', dataset: { expires: offer.expires_at ?? '' } })),
       h('div', { class: 'tags' }, contextBits(c)),
-      page ? h('p', { class: 'page' }, 'On ', h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text })) : null,
+      page ? h('p', { class: 'page' }, ...rich('console.offer.on_page',
+        { page: h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text }) })) : null,
       h('div', { class: 'bar', 'aria-hidden': 'true' }, h('span')),
-      full ? h('p', { class: 'muted small', text: 'Close a conversation to take this one.' }) : null,
+      full ? h('p', { class: 'muted small', text: t('console.offer.full') }) : null,
       h('div', { class: 'actions' }, accept, decline));
   }));
   $('offers-empty').hidden = offers.size > 0;
   $('offers-empty').replaceChildren(...(presence === 'online'
-    ? ['No request right now.']
-    : ['No request right now. Set your status to ', h('strong', { text: 'Online' }), ' to receive them.']));
+    ? [t('console.offers.empty')]
+    : rich('console.offers.empty_offline',
+      { status: h('strong', { text: t('console.presence.online') }) })).filter(Boolean));
   $('offers-count').textContent = offers.size ? String(offers.size) : '';
   updateTitle();
   updateLoad();
@@ -450,7 +505,8 @@ function tickCountdowns() {
     }
     const left = Math.max(0, offer.expires_at - now);
     if (offer.total == null) offer.total = Math.max(left, 1);
-    label.textContent = left > 0 ? `${Math.ceil(left)} s left` : 'Expired';
+    label.textContent = left > 0 ? t('console.offer.seconds_left', { seconds: Math.ceil(left) })
+      : t('console.offer.expired');
     label.classList.toggle('urgent', left < 10);
     bar.style.width = `${Math.min(100, (left / offer.total) * 100)}%`;
   }
@@ -494,7 +550,7 @@ async function declineOffer(cid, button) {
 function updateLoad() {
   if (!me) return;
   const n = activeCount();
-  $('load').textContent = `${n} / ${me.max_conversations} conversation${me.max_conversations === 1 ? '' : 's'}`;
+  $('load').textContent = t('console.load', { count: me.max_conversations, active: n });
   $('load').classList.toggle('full', n >= me.max_conversations);
 }
 
@@ -555,10 +611,11 @@ function buildColumn(col) {
   col.header = h('header', { class: 'conv-head' });
   col.callBar = h('div', { class: 'callbar', hidden: true, role: 'status' });
   col.stageSlot = h('div', { class: 'stage-slot', hidden: true });
-  col.log = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
+  col.log = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite',
+    'aria-label': t('console.conv.messages') });
   col.typing = h('p', { class: 'typing', 'aria-live': 'polite' });
   col.input = h('textarea', { id: `${uid}-input`, rows: 2, maxLength: MAX_TEXT,
-    placeholder: 'Write a reply… (Enter to send, Shift+Enter for a new line)' });
+    placeholder: t('console.conv.reply_placeholder') });
   col.input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
@@ -567,8 +624,9 @@ function buildColumn(col) {
   });
   col.input.addEventListener('input', () => onInput(col));
   col.composer = h('form', { class: 'composer' },
-    h('label', { class: 'vh', for: col.input.id, text: 'Reply' }), col.input,
-    h('button', { class: 'btn primary send', type: 'submit', 'aria-label': 'Send reply' }, icon(ICONS.send)));
+    h('label', { class: 'vh', for: col.input.id, text: t('console.conv.reply') }), col.input,
+    h('button', { class: 'btn primary send', type: 'submit', 'aria-label': t('console.conv.send') },
+      icon(ICONS.send)));
   col.composer.addEventListener('submit', (e) => {
     e.preventDefault();
     const text = col.input.value.trim();
@@ -577,8 +635,8 @@ function buildColumn(col) {
     stopTyping(col);
     send(col, { text });
   });
-  const canned = h('div', { class: 'canned', role: 'group', 'aria-label': 'Quick replies' },
-    CANNED.map(([label, make]) => h('button', { class: 'chip', type: 'button', text: label,
+  const canned = h('div', { class: 'canned', role: 'group', 'aria-label': t('console.reply.group') },
+    CANNED.map(([label, make]) => h('button', { class: 'chip', type: 'button', text: label(),
       onclick: () => {
         col.input.value = make(me);
         col.input.focus();
@@ -587,7 +645,8 @@ function buildColumn(col) {
     closeControl(col));
   col.endedEl = h('div', { class: 'ended', hidden: true, role: 'status' });
   col.outcome = outcomeForm(col, uid);
-  col.el = h('article', { class: 'conv', 'aria-label': `Conversation with shopper ${shortId(col.summary.shopper_id || col.id)}` },
+  col.el = h('article', { class: 'conv',
+    'aria-label': t('console.conv.label', { id: shortId(col.summary.shopper_id || col.id) }) },
     col.header, col.callBar, col.stageSlot, col.log, col.typing, col.endedEl, col.composer, col.tools,
     col.outcome);
   col.el.addEventListener('focusin', () => markRead(col));
@@ -602,11 +661,18 @@ function renderHeader(col) {
   const page = pageLabel(c.page_url);
   col.header.replaceChildren(
     h('div', { class: 'conv-title' },
-      h('h3', { text: `Shopper ${shortId(c.shopper_id || col.id)}` }),
-      h('span', { class: `state ${col.ended ? 'closed' : c.state}`, text: col.ended ? 'closed' : (c.state || '') })),
+      h('h3', { text: t('console.conv.title', { id: shortId(c.shopper_id || col.id) }) }),
+      h('span', { class: `state ${col.ended ? 'closed' : c.state}`, text: stateText(col.ended ? 'closed' : c.state) })),
     h('div', { class: 'tags' }, contextBits(c)),
-    page ? h('p', { class: 'page' }, 'Came from ', h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text })) : null,
-    c.opened_at ? h('p', { class: 'muted small', text: `Opened at ${formatTime(c.opened_at)}` }) : null);
+    page ? h('p', { class: 'page' }, ...rich('console.conv.came_from',
+      { page: h('a', { href: page.href, target: '_blank', rel: 'noopener', text: page.text }) })) : null,
+    c.opened_at ? h('p', { class: 'muted small',
+      text: t('console.conv.opened_at', { time: formatTime(c.opened_at, language()) }) }) : null);
+}
+
+function stateText(state) {
+  if (!state) return '';
+  return STATES[state] ? STATES[state]() : state;
 }
 
 function productForm(col, uid) {
@@ -616,14 +682,14 @@ function productForm(col, uid) {
   };
   const status = h('p', { class: 'error small', role: 'alert', hidden: true });
   const form = h('form', { class: 'mini-form' },
-    field('sku', 'SKU', { required: true, maxLength: 64, value: col.summary.sku || '' }),
-    field('title', 'Title', { required: true, maxLength: 200 }),
-    field('price', 'Price', { type: 'number', min: '0', step: '0.01', inputmode: 'decimal' }),
-    field('currency', 'Currency', { maxLength: 3, value: 'EUR', pattern: '[A-Z]{3}' }),
-    field('image_url', 'Image URL', { type: 'url', placeholder: 'https://…' }),
-    field('link', 'Link', { type: 'url', placeholder: 'https://…' }),
+    field('sku', t('console.product.sku'), { required: true, maxLength: 64, value: col.summary.sku || '' }),
+    field('title', t('console.product.title'), { required: true, maxLength: 200 }),
+    field('price', t('console.product.price'), { type: 'number', min: '0', step: '0.01', inputmode: 'decimal' }),
+    field('currency', t('console.product.currency'), { maxLength: 3, value: 'EUR', pattern: '[A-Z]{3}' }),
+    field('image_url', t('console.product.image_url'), { type: 'url', placeholder: t('console.product.url_placeholder') }),
+    field('link', t('console.product.link'), { type: 'url', placeholder: t('console.product.url_placeholder') }),
     status,
-    h('button', { class: 'btn primary small', type: 'submit', text: 'Send product card' }));
+    h('button', { class: 'btn primary small', type: 'submit', text: t('console.product.send') }));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const data = Object.fromEntries(new FormData(form));
@@ -636,7 +702,8 @@ function productForm(col, uid) {
       if (value) {
         if (!/^https?:\/\//.test(value)) {
           status.hidden = false;
-          status.textContent = `${key === 'link' ? 'Link' : 'Image URL'} must start with http:// or https://`;
+          status.textContent = key === 'link' ? t('console.product.link_invalid')
+            : t('console.product.image_url_invalid');
           return;
         }
         card[key] = value;
@@ -644,14 +711,14 @@ function productForm(col, uid) {
     }
     if (!card.sku || !card.title) {
       status.hidden = false;
-      status.textContent = 'SKU and title are needed.';
+      status.textContent = t('console.product.missing');
       return;
     }
     status.hidden = true;
     send(col, { card });
     details.open = false;
   });
-  const details = h('details', { class: 'tool' }, h('summary', { text: 'Product card' }), form);
+  const details = h('details', { class: 'tool' }, h('summary', { text: t('console.product.summary') }), form);
   return details;
 }
 
@@ -673,17 +740,18 @@ function outcomeForm(col, uid) {
   };
   yes.addEventListener('change', sync);
   no.addEventListener('change', sync);
-  const button = h('button', { class: 'btn small', type: 'submit', text: 'Save outcome' });
+  const button = h('button', { class: 'btn small', type: 'submit', text: t('console.outcome.save') });
   const form = h('form', { class: 'mini-form outcome-form' },
-    h('fieldset', { class: 'inline' }, h('legend', { text: 'Order placed?' }),
-      h('label', {}, yes, ' Yes'), h('label', {}, no, ' No')),
-    h('div', { class: 'field f-value' }, h('label', { for: value.id, text: 'Order value' }), value),
-    h('div', { class: 'field f-currency' }, h('label', { for: currency.id, text: 'Currency' }), currency),
+    h('fieldset', { class: 'inline' }, h('legend', { text: t('console.outcome.order_placed') }),
+      h('label', {}, yes, ' ', t('console.outcome.yes')), h('label', {}, no, ' ', t('console.outcome.no'))),
+    h('div', { class: 'field f-value' }, h('label', { for: value.id, text: t('console.outcome.value') }), value),
+    h('div', { class: 'field f-currency' },
+      h('label', { for: currency.id, text: t('console.outcome.currency') }), currency),
     button, state);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!yes.checked && !no.checked) {
-      state.textContent = 'Choose Yes or No first.';
+      state.textContent = t('console.outcome.choose');
       state.className = 'outcome-state small error';
       return;
     }
@@ -697,11 +765,16 @@ function outcomeForm(col, uid) {
       await fetchJson(`/api/conversations/${encodeURIComponent(col.id)}/outcome`,
         { method: 'POST', token: storedToken(), body });
       state.className = 'outcome-state small ok';
-      state.textContent = body.order_placed
-        ? `Outcome saved: order${body.order_value != null ? ` ${body.order_value.toFixed(2)} ${body.currency}` : ''}`
-        : 'Outcome saved: no order';
+      let result = t('console.outcome.no_order');
+      if (body.order_placed) {
+        result = body.order_value != null
+          ? t('console.outcome.order_value',
+            { amount: formatNumber(body.order_value, 2), currency: body.currency })
+          : t('console.outcome.order');
+      }
+      state.textContent = t('console.outcome.saved', { result });
       details.open = false;
-      details.querySelector('summary').textContent = `Outcome · ${state.textContent.replace('Outcome saved: ', '')}`;
+      details.querySelector('summary').textContent = t('console.outcome.summary_result', { result });
     } catch (err) {
       state.className = 'outcome-state small error';
       state.textContent = errorText(err);
@@ -709,7 +782,8 @@ function outcomeForm(col, uid) {
       button.disabled = false;
     }
   });
-  const details = h('details', { class: 'tool outcome' }, h('summary', { text: 'Outcome' }), form);
+  const details = h('details', { class: 'tool outcome' },
+    h('summary', { text: t('console.outcome.summary') }), form);
   return details;
 }
 
@@ -717,19 +791,21 @@ function transferForm(col, uid) {
   const target = h('input', { id: `${uid}-target`, required: true, maxLength: 64 });
   const toStaff = h('input', { type: 'radio', name: `${uid}-kind`, value: 'staff', checked: true });
   const toSkill = h('input', { type: 'radio', name: `${uid}-kind`, value: 'skill' });
-  const label = h('label', { for: target.id, text: 'Colleague id' });
+  const label = h('label', { for: target.id, text: t('console.transfer.colleague_id') });
   const syncLabel = () => {
-    label.textContent = toStaff.checked ? 'Colleague id' : 'Skill';
-    target.placeholder = toStaff.checked ? 'e.g. ines' : 'e.g. pianos';
+    label.textContent = toStaff.checked ? t('console.transfer.colleague_id') : t('console.transfer.skill');
+    target.placeholder = toStaff.checked ? t('console.transfer.colleague_example')
+      : t('console.transfer.skill_example');
   };
   toStaff.addEventListener('change', syncLabel);
   toSkill.addEventListener('change', syncLabel);
   syncLabel();
   const form = h('form', { class: 'mini-form' },
-    h('fieldset', { class: 'inline' }, h('legend', { text: 'Transfer to' }),
-      h('label', {}, toStaff, ' a colleague'), h('label', {}, toSkill, ' a skill')),
+    h('fieldset', { class: 'inline' }, h('legend', { text: t('console.transfer.to') }),
+      h('label', {}, toStaff, ' ', t('console.transfer.to_colleague')),
+      h('label', {}, toSkill, ' ', t('console.transfer.to_skill'))),
     h('div', { class: 'field' }, label, target),
-    h('button', { class: 'btn small', type: 'submit', text: 'Transfer' }));
+    h('button', { class: 'btn small', type: 'submit', text: t('console.transfer.submit') }));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const value = target.value.trim();
@@ -739,31 +815,31 @@ function transferForm(col, uid) {
     else fields.to_skill = value;
     try {
       await client.request('conversation.transfer', fields);
-      toast(`Conversation transferred to ${value}.`, 'ok');
+      toast(t('console.transfer.done', { target: value }), 'ok');
       removeColumn(col);
     } catch (err) {
       toast(errorText(err), 'error');
     }
   });
-  return h('details', { class: 'tool' }, h('summary', { text: 'Transfer' }), form);
+  return h('details', { class: 'tool' }, h('summary', { text: t('console.transfer.summary') }), form);
 }
 
 function closeControl(col) {
   const wrap = h('div', { class: 'close-wrap' });
   const ask = () => {
-    wrap.replaceChildren(h('span', { text: 'End this conversation?' }),
-      h('button', { class: 'btn danger small', type: 'button', text: 'End', onclick: doClose }),
-      h('button', { class: 'btn ghost small', type: 'button', text: 'Cancel', onclick: reset }));
+    wrap.replaceChildren(h('span', { text: t('console.close.ask') }),
+      h('button', { class: 'btn danger small', type: 'button', text: t('console.close.confirm'), onclick: doClose }),
+      h('button', { class: 'btn ghost small', type: 'button', text: t('console.close.cancel'), onclick: reset }));
     wrap.querySelector('button').focus();
   };
   const reset = () => wrap.replaceChildren(h('button', { class: 'btn ghost small', type: 'button',
-    text: 'End conversation', onclick: ask }));
+    text: t('console.close.button'), onclick: ask }));
   const doClose = async () => {
     try {
       await client.request('conversation.close', { conversation_id: col.id });
-      endColumn(col, 'You ended the conversation.');
+      endColumn(col, t('console.conv.you_ended'));
     } catch (err) {
-      if (err.code === 'not_found') endColumn(col, 'Conversation closed.');
+      if (err.code === 'not_found') endColumn(col, t('console.conv.closed'));
       else toast(errorText(err), 'error');
       reset();
     }
@@ -784,7 +860,8 @@ function endColumn(col, reason) {
   col.typing.replaceChildren();
   col.endedEl.hidden = false;
   col.endedEl.replaceChildren(h('p', { text: reason }),
-    h('button', { class: 'btn small', type: 'button', text: 'Dismiss', onclick: () => removeColumn(col) }));
+    h('button', { class: 'btn small', type: 'button', text: t('console.action.dismiss'),
+      onclick: () => removeColumn(col) }));
   renderHeader(col);
   updateLoad();
   renderOffers();
@@ -824,17 +901,19 @@ function addMessage(col, message, live) {
 function renderMessage(col, message) {
   const mine = message.from === 'staff';
   const own = mine && message.sender_id === (me && me.id);
-  let who = 'Shopper';
-  if (mine) who = own ? 'You' : `Colleague (${message.sender_id})`;
+  let who = t('console.msg.shopper');
+  if (mine) who = own ? t('console.msg.you') : t('console.msg.colleague', { id: message.sender_id });
   let content;
   if (message.kind === 'product_card' && message.card) content = productCard(message.card);
-  else if (message.kind === 'async') content = h('p', { class: 'text', text: `Left a message: ${message.text || ''}` });
+  else if (message.kind === 'async') {
+    content = h('p', { class: 'text', text: t('console.msg.left_message', { text: message.text || '' }) });
+  }
   else content = h('p', { class: 'text', text: message.text || '' });
   const li = h('li', { class: `msg ${mine ? 'mine' : 'theirs'} kind-${message.kind || 'text'}`,
     dataset: { seq: String(message.seq) } },
   h('span', { class: 'who', text: who }),
   h('div', { class: 'bubble' }, content),
-  h('span', { class: 'meta' }, formatTime(message.at), mine ? h('span', { class: 'receipt' }) : null));
+  h('span', { class: 'meta' }, formatTime(message.at, language()), mine ? h('span', { class: 'receipt' }) : null));
   const after = [...col.log.querySelectorAll('li.msg[data-seq]')]
     .find((el) => Number(el.dataset.seq) > message.seq);
   if (after) col.log.insertBefore(li, after);
@@ -854,9 +933,9 @@ function productCard(card) {
     image ? h('img', { src: image, alt: '', loading: 'lazy', referrerpolicy: 'no-referrer' }) : null,
     h('div', {},
       h('strong', { text: card.title }),
-      card.price != null ? h('span', { class: 'price', text: formatPrice(card.price, card.currency) }) : null,
-      h('span', { class: 'muted small', text: `Ref. ${card.sku}` }),
-      link ? h('a', { href: link, target: '_blank', rel: 'noopener', text: 'Open link' }) : null));
+      card.price != null ? h('span', { class: 'price', text: formatPrice(card.price, card.currency, language()) }) : null,
+      h('span', { class: 'muted small', text: t('console.msg.ref', { sku: card.sku }) }),
+      link ? h('a', { href: link, target: '_blank', rel: 'noopener', text: t('console.msg.open_link') }) : null));
 }
 
 function renderPending(col, clientId, item) {
@@ -864,11 +943,11 @@ function renderPending(col, clientId, item) {
   const content = item.payload.card ? productCard(item.payload.card)
     : h('p', { class: 'text', text: item.payload.text });
   const meta = item.status === 'failed'
-    ? h('span', { class: 'meta failed' }, 'Not sent. ', h('button', { class: 'link', type: 'button',
-      text: 'Retry', onclick: () => send(col, item.payload, clientId) }))
-    : h('span', { class: 'meta', text: 'Sending…' });
+    ? h('span', { class: 'meta failed' }, t('console.msg.not_sent'), ' ', h('button', { class: 'link', type: 'button',
+      text: t('console.msg.retry'), onclick: () => send(col, item.payload, clientId) }))
+    : h('span', { class: 'meta', text: t('console.msg.sending') });
   const li = h('li', { class: `msg mine pending${item.payload.card ? ' kind-product_card' : ''}`, dataset: { clientId } },
-    h('span', { class: 'who', text: 'You' }), h('div', { class: 'bubble' }, content), meta);
+    h('span', { class: 'who', text: t('console.msg.you') }), h('div', { class: 'bubble' }, content), meta);
   if (existing) existing.replaceWith(li);
   else col.log.append(li);
   col.log.scrollTop = col.log.scrollHeight;
@@ -898,7 +977,8 @@ function updateReceipts(col) {
     const receipt = li.querySelector('.receipt');
     if (!receipt) return;
     const last = i === mine.length - 1;
-    receipt.textContent = last ? (Number(li.dataset.seq) <= col.peerRead ? ' · Read' : ' · Sent') : '';
+    const status = Number(li.dataset.seq) <= col.peerRead ? t('console.msg.read') : t('console.msg.sent');
+    receipt.textContent = last ? ` · ${status}` : '';
   });
 }
 
@@ -935,7 +1015,7 @@ function showTyping(col, typing) {
     return;
   }
   col.typing.replaceChildren(h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')),
-    'The shopper is typing…');
+    t('console.msg.typing'));
   col.peerTypingTimer = setTimeout(() => col.typing.replaceChildren(), 8000);
 }
 
@@ -945,11 +1025,11 @@ function showTyping(col, typing) {
 function inviteControl(col) {
   const uid = newId('inv');
   const input = h('input', { id: `${uid}-who`, required: true, maxLength: 64,
-    placeholder: 'colleague id', autocomplete: 'off' });
+    placeholder: t('console.invite.placeholder'), autocomplete: 'off' });
   const form = h('form', { class: 'invite-form', hidden: true },
-    h('label', { class: 'vh', for: input.id, text: 'Colleague to invite' }), input,
-    h('button', { class: 'btn small', type: 'submit', text: 'Invite' }));
-  const open = h('button', { class: 'btn ghost small', type: 'button', text: 'Invite a colleague',
+    h('label', { class: 'vh', for: input.id, text: t('console.invite.label') }), input,
+    h('button', { class: 'btn small', type: 'submit', text: t('console.invite.submit') }));
+  const open = h('button', { class: 'btn ghost small', type: 'button', text: t('console.invite.open'),
     'aria-expanded': 'false',
     onclick: () => {
       form.hidden = !form.hidden;
@@ -962,7 +1042,7 @@ function inviteControl(col) {
     if (!staffId || !col.call) return;
     try {
       await client.request('call.invite', { call_id: col.call.call_id, staff_id: staffId });
-      toast(`Invitation sent to ${staffId}.`, 'ok');
+      toast(t('console.invite.sent', { id: staffId }), 'ok');
       input.value = '';
       form.hidden = true;
       open.setAttribute('aria-expanded', 'false');
@@ -978,28 +1058,31 @@ function showInvitation(m) {
   const call = m.call || {};
   if (!call.call_id || guestCalls.has(call.call_id)) return;
   const conv = m.conversation || {};
-  const from = (m.from && (m.from.name || m.from.id)) || 'A colleague';
-  const kind = call.kind === 'audio' ? 'audio call' : 'video call';
+  const from = (m.from && (m.from.name || m.from.id)) || t('console.invite.a_colleague');
+  const audio = call.kind === 'audio';
   const entry = { call, media: null, stage: null };
   const body = h('div', { class: 'guest-body' });
   const header = h('header', { class: 'conv-head' },
     h('div', { class: 'conv-title' },
-      h('h3', { text: `${from} invites you to a ${kind}` }),
-      h('span', { class: 'state accepted', text: 'invitation' })),
+      h('h3', { text: audio ? t('console.invite.title_audio', { from })
+        : t('console.invite.title_video', { from }) }),
+      h('span', { class: 'state accepted', text: t('console.invite.state') })),
     h('div', { class: 'tags' }, contextBits(conv)));
-  entry.el = h('article', { class: 'conv guest', 'aria-label': `Invitation from ${from}` }, header, body);
+  entry.el = h('article', { class: 'conv guest',
+    'aria-label': t('console.invite.card_label', { from }) }, header, body);
   const leave = () => {
     client.request('call.leave', { call_id: call.call_id }).catch(() => {});
     guestCallGone(call.call_id, null);
   };
   body.replaceChildren(h('div', { class: 'guest-actions' },
-    h('button', { class: 'btn primary', type: 'button', text: 'Join the call',
+    h('button', { class: 'btn primary', type: 'button', text: t('console.invite.join'),
       onclick: async () => {
         try {
           const joined = await client.request('call.join', { call_id: call.call_id });
           entry.media = new CallMedia({ client, call: joined.call, join: joined.join });
-          entry.stage = new CallStage(entry.media, { remoteLabel: 'In the call', onHangUp: leave });
-          header.querySelector('.state').textContent = 'in call';
+          entry.stage = new CallStage(entry.media,
+            { remoteLabel: t('console.invite.remote_label'), onHangUp: leave });
+          header.querySelector('.state').textContent = t('console.invite.in_call');
           body.replaceChildren(entry.stage.el);
           entry.media.on('problem', (text) => toast(text, 'warn'));
           entry.media.start().catch(() => {});
@@ -1008,12 +1091,12 @@ function showInvitation(m) {
           guestCallGone(call.call_id, null);
         }
       } }),
-    h('button', { class: 'btn ghost', type: 'button', text: 'Decline',
+    h('button', { class: 'btn ghost', type: 'button', text: t('console.action.decline'),
       onclick: () => guestCallGone(call.call_id, null) })));
   guestCalls.set(call.call_id, entry);
   $('convs').prepend(entry.el);
   renderConvsEmpty();
-  toast(`${from} invites you to a ${kind}.`, 'ok');
+  toast(audio ? t('console.invite.toast_audio', { from }) : t('console.invite.toast_video', { from }), 'ok');
 }
 
 function guestCallGone(callId, note) {
@@ -1025,7 +1108,7 @@ function guestCallGone(callId, note) {
   if (note) {
     const body = entry.el.querySelector('.guest-body');
     body.replaceChildren(h('p', { class: 'muted', text: note }),
-      h('button', { class: 'btn small', type: 'button', text: 'Dismiss',
+      h('button', { class: 'btn small', type: 'button', text: t('console.action.dismiss'),
         onclick: () => { entry.el.remove(); renderConvsEmpty(); } }));
   } else {
     entry.el.remove();
@@ -1057,20 +1140,20 @@ function startMedia(col, call, join, { audioOnly = false } = {}) {
   stopMedia(col);
   const media = new CallMedia({ client, call, join, audioOnly });
   col.media = media;
-  col.stage = new CallStage(media, { remoteLabel: 'Shopper', onHangUp: () => callAction(col, 'call.end'),
+  col.stage = new CallStage(media, { remoteLabel: t('console.msg.shopper'),
+    onHangUp: () => callAction(col, 'call.end'),
     onRetry: ({ audioOnly: soundOnly }) => {
       col.callNote = '';
       startMedia(col, call, join, { audioOnly: soundOnly });
       renderCall(col);
     } });
-  col.quality = h('p', { class: 'quality', 'aria-live': 'off', text: 'Connecting…' });
+  col.quality = h('p', { class: 'quality', 'aria-live': 'off', text: t('console.call.connecting') });
   col.stage.el.append(col.quality);
   media.on('problem', (text) => toast(text, 'warn'));
   media.on('error', (err) => {
     if (col.media !== media) return;
     col.callNote = err && err.code === 'media_blocked'
-      ? 'Could not connect: this network blocks calls. Try again, use audio only, or keep chatting.'
-      : 'The call connection was lost. Try again, use audio only, or keep chatting.';
+      ? t('console.call.blocked') : t('console.call.lost');
     renderCall(col);
   });
   col.statsTimer = setInterval(() => updateQuality(col), 1000);
@@ -1089,7 +1172,8 @@ function stopMedia(col) {
 
 function formatRate(kbps) {
   if (kbps == null) return '–';
-  return kbps >= 1000 ? `${(kbps / 1000).toFixed(2)} Mbit/s` : `${Math.round(kbps)} kbit/s`;
+  return kbps >= 1000 ? t('console.quality.mbps', { rate: formatNumber(kbps / 1000, 2) })
+    : t('console.quality.kbps', { rate: formatNumber(kbps, 0) });
 }
 
 async function updateQuality(col) {
@@ -1105,14 +1189,19 @@ async function updateQuality(col) {
   const lossPct = s.packetsReceived + s.packetsLost
     ? (100 * s.packetsLost) / (s.packetsReceived + s.packetsLost) : 0;
   const parts = [
-    `In ${formatRate(s.kbps)}`,
-    `lost ${s.packetsLost}${s.packetsLost ? ` (${lossPct.toFixed(1)}%)` : ''}`,
-    `${s.framesDecoded} frames`,
+    t('console.quality.in', { rate: formatRate(s.kbps) }),
+    s.packetsLost ? t('console.quality.lost_pct', { lost: s.packetsLost, pct: formatNumber(lossPct, 1) })
+      : t('console.quality.lost', { lost: s.packetsLost }),
+    t('console.quality.frames', { frames: s.framesDecoded }),
   ];
-  if (s.width) parts.push(`${s.width}×${s.height}${s.framesPerSecond ? ` @ ${Math.round(s.framesPerSecond)} fps` : ''}`);
-  if (s.rttMs != null) parts.push(`RTT ${s.rttMs} ms`);
-  parts.push(col.layer ? `layers ${col.layer.layer + 1}/${col.layer.layers} (weak link)`
-    : 'all layers');
+  if (s.width) {
+    parts.push(s.framesPerSecond
+      ? t('console.quality.size_fps', { width: s.width, height: s.height, fps: Math.round(s.framesPerSecond) })
+      : t('console.quality.size', { width: s.width, height: s.height }));
+  }
+  if (s.rttMs != null) parts.push(t('console.quality.rtt', { ms: s.rttMs }));
+  parts.push(col.layer ? t('console.quality.layers', { layer: col.layer.layer + 1, layers: col.layer.layers })
+    : t('console.quality.all_layers'));
   col.quality.textContent = parts.join(' · ');
   col.quality.dataset.framesDecoded = String(s.framesDecoded);
   col.quality.classList.toggle('bad', lossPct > 5);
@@ -1124,8 +1213,8 @@ function onCallGone(callId, reason) {
       const started = col.call.started_at != null;
       col.call = null;
       col.layer = null;
-      col.callNote = reason === 'declined' ? 'The shopper declined the call.'
-        : started ? 'Call ended.' : 'Call request cancelled.';
+      if (reason === 'declined') col.callNote = t('console.call.shopper_declined');
+      else col.callNote = started ? t('console.call.ended') : t('console.call.cancelled');
       renderCall(col);
     }
   }
@@ -1136,32 +1225,32 @@ function renderCall(col) {
   if (!call || call.started_at == null) stopMedia(col);
   const items = [];
   if (call) {
-    const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
+    const texts = call.kind === 'video' ? CALL_TEXTS.video : CALL_TEXTS.audio;
     const fromShopper = String(call.proposed_by || '').startsWith('shopper');
     if (call.started_at != null) {
       const failed = col.media && col.media.state === 'failed';
       items.push(h('span', { class: failed ? 'call-state failed' : 'call-state live',
-        text: failed ? `${kind}: not connected` : `${kind} in progress` }));
-      if (col.tryOn) items.push(h('span', { class: 'tag accent', text: `Try-on: ${col.tryOn}` }));
+        text: failed ? texts.failed() : texts.live() }));
+      if (col.tryOn) items.push(h('span', { class: 'tag accent', text: t('console.call.tryon', { garment: col.tryOn }) }));
       if (col.join && col.join.media_available === false) {
-        items.push(h('span', { class: 'muted small', text: 'Media is not available on this server: keep chatting.' }));
+        items.push(h('span', { class: 'muted small', text: t('console.call.media_unavailable') }));
       } else if (!col.join) {
-        items.push(h('span', { class: 'muted small', text: 'Rejoining the call…' }));
+        items.push(h('span', { class: 'muted small', text: t('console.call.rejoining') }));
       }
       if (!col.stage) {
-        items.push(h('button', { class: 'btn danger small', type: 'button', text: 'End call',
+        items.push(h('button', { class: 'btn danger small', type: 'button', text: t('console.call.end'),
           onclick: () => callAction(col, 'call.end') }));
       } else {
         items.push(inviteControl(col));
       }
     } else if (fromShopper) {
-      items.push(h('span', { class: 'call-state', text: `The shopper asks for a ${kind.toLowerCase()}` }));
-      items.push(h('button', { class: 'btn primary small', type: 'button', text: 'Accept',
+      items.push(h('span', { class: 'call-state', text: texts.asked() }));
+      items.push(h('button', { class: 'btn primary small', type: 'button', text: t('console.action.accept'),
         onclick: () => callAction(col, 'call.accept') }));
-      items.push(h('button', { class: 'btn ghost small', type: 'button', text: 'Decline',
+      items.push(h('button', { class: 'btn ghost small', type: 'button', text: t('console.action.decline'),
         onclick: () => callAction(col, 'call.decline') }));
     } else {
-      items.push(h('span', { class: 'call-state', text: `${kind} proposed, waiting for the shopper…` }));
+      items.push(h('span', { class: 'call-state', text: texts.proposed() }));
     }
   }
   if (col.callNote) items.push(h('span', { class: 'muted small', text: col.callNote }));
@@ -1183,18 +1272,18 @@ async function callAction(col, type) {
     if (type === 'call.accept') onCall(result.call, result.join);
     else {
       col.call = null;
-      col.callNote = type === 'call.decline' ? 'You declined the call.' : 'Call ended.';
+      col.callNote = type === 'call.decline' ? t('console.call.you_declined') : t('console.call.ended');
       renderCall(col);
     }
   } catch (err) {
     if (type === 'call.end' && err.code === 'not_found') {
       col.call = null;
-      col.callNote = 'Call ended.';
+      col.callNote = t('console.call.ended');
       renderCall(col);
       return;
     }
     col.callNote = err.code === 'media_unavailable'
-      ? 'Calls are not available on this server.' : errorText(err);
+      ? t('console.call.unavailable') : errorText(err);
     renderCall(col);
   }
 }
@@ -1211,7 +1300,7 @@ async function loadAsync() {
     renderAsync(data.async_messages || []);
   } catch (err) {
     $('async-error').hidden = false;
-    $('async-error').textContent = `Could not load messages: ${errorText(err)}`;
+    $('async-error').textContent = t('console.async.load_failed', { error: errorText(err) });
   }
 }
 
@@ -1242,20 +1331,22 @@ function contactLink(contact) {
 
 function asyncItem(m, draft) {
   const uid = newId('a');
-  const meta = h('p', { class: 'muted small' }, formatDateTime(m.created_at),
+  const meta = h('p', { class: 'muted small' }, formatDateTime(m.created_at, language()),
     m.skill ? ` · ${m.skill}` : '', m.store ? ` · ${m.store}` : '');
   const head = [meta, h('blockquote', { text: m.text }),
-    h('p', { class: 'small' }, 'Contact: ', contactLink(m.contact))];
+    h('p', { class: 'small' }, ...rich('console.async.contact', { contact: contactLink(m.contact) }))];
   if (m.answer) {
+    const answered = m.answered_by ? t('console.async.answered_by', { name: m.answered_by })
+      : t('console.async.answered');
     return h('li', { class: 'async-item answered' }, ...head,
-      h('p', { class: 'answer' }, h('strong', { text: `Answered${m.answered_by ? ` by ${m.answered_by}` : ''}: ` }), m.answer));
+      h('p', { class: 'answer' }, h('strong', { text: answered }), ' ', m.answer));
   }
   const text = h('textarea', { id: `${uid}-answer`, rows: 3, required: true, maxLength: 4000,
     dataset: { id: String(m.id) } });
   if (draft) text.value = draft;
-  const button = h('button', { class: 'btn primary small', type: 'submit', text: 'Send answer' });
+  const button = h('button', { class: 'btn primary small', type: 'submit', text: t('console.async.send') });
   const form = h('form', { class: 'mini-form' },
-    h('label', { for: text.id, text: 'Your answer' }), text, button);
+    h('label', { for: text.id, text: t('console.async.your_answer') }), text, button);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const answer = text.value.trim();
@@ -1265,7 +1356,7 @@ function asyncItem(m, draft) {
       await fetchJson(`/api/async-messages/${encodeURIComponent(m.id)}/answer`,
         { method: 'POST', token: storedToken(), body: { answer } });
       text.value = '';
-      toast('Answer sent. The shopper sees it next time they open the chat.', 'ok');
+      toast(t('console.async.sent'), 'ok');
       loadAsync();
     } catch (err) {
       button.disabled = false;
@@ -1273,6 +1364,46 @@ function asyncItem(m, draft) {
     }
   });
   return h('li', { class: 'async-item' }, ...head, form);
+}
+
+// Language -----------------------------------------------------------------------------
+/** The console's language: the one picked in its header, else the browser's languages (the
+ * page's own <html lang> is ours, not the staff member's). */
+function consoleLanguage() {
+  let chosen = null;
+  try {
+    chosen = localStorage.getItem(LANGUAGE_KEY);
+  } catch {
+    /* storage blocked: the browser's languages decide */
+  }
+  const browser = navigator.languages && navigator.languages.length
+    ? navigator.languages : [navigator.language];
+  return pickLanguage(chosen, browser);
+}
+
+/** Load the catalogues (before anything is rendered). */
+async function loadLanguage(lang) {
+  try {
+    return await setLanguage(lang, ['common', 'media', 'console']);
+  } catch (err) {
+    // Without the call stage's texts (media.js falls back to its keys) rather than no console.
+    console.warn('staff console: catalogue not loaded', err);
+    return setLanguage(lang, ['common', 'console']);
+  }
+}
+
+/** The picker in the header: the choice is kept on this device and applied by a reload. */
+function setupLanguagePicker() {
+  const select = $('language');
+  select.value = language();
+  select.addEventListener('change', () => {
+    try {
+      localStorage.setItem(LANGUAGE_KEY, select.value);
+    } catch {
+      /* not kept: this page still switches */
+    }
+    location.reload();
+  });
 }
 
 // Start --------------------------------------------------------------------------------
@@ -1301,7 +1432,7 @@ function start() {
     if (queue.length) {
       const elapsed = (Date.now() - queueAt) / 1000;
       for (const td of document.querySelectorAll('#queue td[data-waiting]')) {
-        td.firstChild.textContent = formatDuration(Number(td.dataset.waiting) + elapsed);
+        td.firstChild.textContent = formatDuration(Number(td.dataset.waiting) + elapsed, language());
       }
     }
   }, 500);
@@ -1312,4 +1443,12 @@ function start() {
   else showSignIn();
 }
 
-start();
+async function main() {
+  await loadLanguage(consoleLanguage());
+  translatePage(document);
+  setupLanguagePicker();
+  updateTitle();
+  start();
+}
+
+main();

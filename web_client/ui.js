@@ -1,5 +1,9 @@
 // Small DOM and formatting helpers shared by the widget and the staff console.
 // User-provided text only ever goes through text nodes, never innerHTML.
+// Numbers, prices, times and durations are formatted with Intl for the page's language
+// (i18n.js language()) unless a locale is given.
+
+import { language, t } from './i18n.js';
 
 /**
  * h('button', {class: 'x', onclick: fn, 'aria-label': 'Close'}, 'text', childNode, [more])
@@ -73,45 +77,78 @@ export function safeUrl(value) {
   }
 }
 
+/** The locale to format for: the one given, else the page's language. */
+function localeOf(locale) {
+  return locale || language() || undefined;
+}
+
+/** Intl.NumberFormat for `locale` (a bad tag falls back to the page's language). */
+function numberFormat(locale, options) {
+  try {
+    return new Intl.NumberFormat(localeOf(locale), options);
+  } catch {
+    return new Intl.NumberFormat(language() || undefined, options);
+  }
+}
+
+/** "€1,199.00" (en), "1.199,00 €" (de), "1 199,00 €" (fr). */
 export function formatPrice(price, currency, locale) {
   if (typeof price !== 'number') return '';
   if (currency) {
     try {
-      return new Intl.NumberFormat(locale || undefined, { style: 'currency', currency })
-        .format(price);
+      return numberFormat(locale, { style: 'currency', currency }).format(price);
     } catch {
       /* unknown currency code: fall through */
     }
   }
-  return price.toFixed(2) + (currency ? ` ${currency}` : '');
+  const plain = numberFormat(locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 })
+    .format(price);
+  return plain + (currency ? ` ${currency}` : '');
 }
 
-/** "less than a minute", "about 3 minutes". */
-export function formatWait(seconds) {
+/**
+ * "less than a minute", "about 3 minutes" (en); "etwa 3 Minuten" (de), "environ 3 minutes"
+ * (fr): the minutes by Intl.NumberFormat (unit "minute"), the words around them from the
+ * catalogue (locales/<lang>/media.json, loaded by the widget and the console).
+ */
+export function formatWait(seconds, locale) {
   if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return '';
-  if (seconds < 60) return 'less than a minute';
-  const minutes = Math.round(seconds / 60);
-  return `about ${minutes} minute${minutes === 1 ? '' : 's'}`;
+  const minutes = (n) => numberFormat(locale, { style: 'unit', unit: 'minute', unitDisplay: 'long' })
+    .format(n);
+  if (seconds < 60) {
+    const under = t('media.wait.underMinute');
+    return under === 'media.wait.underMinute' ? `< ${minutes(1)}` : under;
+  }
+  const duration = minutes(Math.round(seconds / 60));
+  const about = t('media.wait.about', { duration });
+  return about === 'media.wait.about' ? `~${duration}` : about;
 }
 
-/** "0:42", "12:05", "1:02:03" for a duration in seconds. */
-export function formatDuration(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
+/**
+ * "0:42", "12:05", "1:02:03" for a duration in seconds: a clock-style duration, the same
+ * shape in English, German and French, with the language's digits (Intl.NumberFormat).
+ * (Intl.DurationFormat's "digital" style pads minutes, "00:42", so it is not used.)
+ */
+export function formatDuration(seconds, locale) {
+  const s = Math.max(0, Math.floor(Number(seconds) || 0));
   const hh = Math.floor(s / 3600);
   const mm = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return hh ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+  const ss = s % 60;
+  const one = numberFormat(locale, { useGrouping: false });
+  const two = numberFormat(locale, { minimumIntegerDigits: 2, useGrouping: false });
+  return hh ? `${one.format(hh)}:${two.format(mm)}:${two.format(ss)}`
+    : `${one.format(mm)}:${two.format(ss)}`;
 }
 
 export function formatTime(epochSeconds, locale) {
   if (typeof epochSeconds !== 'number') return '';
-  return new Date(epochSeconds * 1000).toLocaleTimeString(locale || undefined,
+  return new Date(epochSeconds * 1000).toLocaleTimeString(localeOf(locale),
     { hour: '2-digit', minute: '2-digit' });
 }
 
 export function formatDateTime(epochSeconds, locale) {
   if (typeof epochSeconds !== 'number') return '';
-  return new Date(epochSeconds * 1000).toLocaleString(locale || undefined,
+  return new Date(epochSeconds * 1000).toLocaleString(localeOf(locale),
     { dateStyle: 'medium', timeStyle: 'short' });
 }
 

@@ -10,7 +10,23 @@
 // `data-shopcall-open` opens the widget when clicked; `window.Shopcall.open()` does the same.
 //
 // The widget lives in an open shadow root so the shop's CSS and ours cannot collide.
+//
+// Language: every text comes from the message catalogues (web_client/locales/<lang>/
+// common.json, media.json, widget.json; English, German, French), loaded before anything is
+// shown. The language is data-language (or window.ShopcallConfig.language), else the page's
+// <html lang>, else the shopper's browser languages, else English. A conversation is tagged
+// with data-language when the shop sets it, otherwise with the language the widget shows.
+// A shop changes any text with window.ShopcallConfig.messages, set before this script runs:
+//
+//   window.ShopcallConfig = { messages: {
+//     de: { 'widget.title': 'Fragen Sie unsere Gitarrenprofis' },
+//     en: { 'widget.title': 'Ask our guitar pros' } } };
+//
+// (or one flat {key: text} object for every language). The keys are those of the English
+// catalogues (web_client/locales/en/); {placeholders} in a text are filled in by the widget.
 
+import { errorText } from './errors.js';
+import { detectLanguage, language, setLanguage, t } from './i18n.js';
 import { CallMedia, CallStage, noticeText } from './media.js';
 import { SignalingClient, ShopcallError, fetchJson, newId, websocketUrl } from './protocol.js';
 import {
@@ -36,8 +52,10 @@ function readConfig() {
     store: pick('store'),
     skill: pick('skill'),
     sku: pick('sku'),
+    // The shop's explicit choice (data-language), else the page's language.
     language: pick('language') || document.documentElement.lang || null,
-    title: pick('title') || 'Talk to an expert',
+    languageConfigured: pick('language') || null,
+    title: pick('title') || null, // default: the catalogue's widget.title
     product: pick('product'),
     color: pick('color'),
     position: pick('position') === 'left' ? 'left' : 'right',
@@ -46,6 +64,38 @@ function readConfig() {
 
 const config = readConfig();
 const api = (path) => `${config.server}${path}`;
+
+// A shopper may click the shop's "ask an expert" button (or the shop may call
+// Shopcall.open()) while the catalogues are still loading: remember it, open when ready.
+let openRequested = false;
+function earlyOpen(e) {
+  const trigger = e.target.closest && e.target.closest('[data-shopcall-open]');
+  if (trigger) {
+    e.preventDefault();
+    openRequested = true;
+  }
+}
+document.addEventListener('click', earlyOpen);
+window.Shopcall = { open: () => { openRequested = true; }, close: () => { openRequested = false; },
+  config };
+
+// The catalogues first: nothing is shown before its text is known. Without them (the server
+// is unreachable) the widget stays hidden.
+let catalogues = true;
+try {
+  await setLanguage(detectLanguage(config.language), ['common', 'media', 'widget'],
+    window.ShopcallConfig?.messages);
+} catch (err) {
+  catalogues = false;
+  console.warn('shopcall: the widget could not load its texts', err);
+}
+if (!config.title) config.title = t('widget.title');
+
+/** The language a new conversation is tagged with (and availability is asked for): the
+ * shop's explicit data-language, otherwise the language the widget shows. */
+function conversationLanguage() {
+  return config.languageConfigured || language();
+}
 
 // Session (localStorage "shopcall.session") --------------------------------------------
 // {token, shopper_id, expires_at, conversation_id, accepted, open, pending_leave:
@@ -108,7 +158,7 @@ function newConv(summary) {
 }
 
 // DOM ----------------------------------------------------------------------------------
-const host = h('div', { id: 'shopcall-widget', class: `pos-${config.position}` });
+const host = h('div', { id: 'shopcall-widget', class: `pos-${config.position}`, lang: language() });
 host.hidden = true; // until the stylesheet has loaded
 const root = host.attachShadow({ mode: 'open' });
 const styleLink = h('link', { rel: 'stylesheet', href: new URL('./widget.css', import.meta.url).href });
@@ -119,12 +169,13 @@ if (config.color) host.style.setProperty('--sc-brand', config.color);
 const badge = h('span', { class: 'badge', hidden: true, 'aria-hidden': 'true' });
 const launcher = h('button', {
   class: 'launcher', type: 'button', 'aria-expanded': 'false', 'aria-controls': 'sc-panel',
-  'aria-label': `${config.title}: open chat`,
+  'aria-label': t('widget.launcher.label', { title: config.title }),
   onclick: () => (panelOpen ? closePanel() : openPanel()),
-}, icon(ICONS.chat, { size: 26 }), h('span', { class: 'launcher-text', text: 'Chat' }), badge);
+}, icon(ICONS.chat, { size: 26 }),
+h('span', { class: 'launcher-text', text: t('widget.launcher.text') }), badge);
 
 const titleEl = h('h2', { id: 'sc-title', text: config.title });
-const subEl = h('p', { class: 'sub', id: 'sc-sub', text: 'Our in-store specialists are here to help' });
+const subEl = h('p', { class: 'sub', id: 'sc-sub', text: t('widget.subtitle') });
 const connEl = h('div', { class: 'conn', role: 'status', hidden: true });
 const body = h('div', { class: 'body' });
 const answersEl = h('div', { class: 'answers' });
@@ -136,7 +187,7 @@ const panel = h('section', {
 h('header', { class: 'head' },
   h('div', { class: 'avatar', 'aria-hidden': 'true' }, icon(ICONS.chat, { size: 20 })),
   h('div', { class: 'head-text' }, titleEl, subEl),
-  h('button', { class: 'icon-btn', type: 'button', 'aria-label': 'Minimise chat',
+  h('button', { class: 'icon-btn', type: 'button', 'aria-label': t('widget.minimise'),
     onclick: () => closePanel() }, icon(ICONS.close))),
 connEl, answersEl, body, announcer);
 
@@ -159,8 +210,8 @@ function setBadge(n) {
   badge.hidden = !n;
   badge.textContent = n > 9 ? '9+' : String(n);
   launcher.setAttribute('aria-label', n
-    ? `${config.title}: open chat, ${n} new message${n === 1 ? '' : 's'}`
-    : `${config.title}: open chat`);
+    ? t('widget.launcher.unread', { title: config.title, count: n })
+    : t('widget.launcher.label', { title: config.title }));
 }
 
 function openPanel() {
@@ -202,24 +253,17 @@ function setConnection(state, extra = {}) {
   if (state === 'reconnecting' && (conv || session.conversation_id)) {
     connEl.hidden = false;
     connEl.textContent = extra.delayMs > 3000
-      ? 'Connection lost. Trying again…' : 'Reconnecting…';
+      ? t('widget.connection.lost') : t('widget.connection.reconnecting');
   } else {
     connEl.hidden = true;
   }
 }
 
-function errorText(err) {
-  if (!(err instanceof ShopcallError)) return 'Something went wrong. Please try again.';
-  switch (err.code) {
-    case 'network':
-    case 'disconnected':
-    case 'timeout':
-      return 'We could not reach our team. Check your connection and try again.';
-    case 'rate_limited':
-      return 'Please wait a moment before trying again.';
-    default:
-      return err.message || 'Something went wrong. Please try again.';
-  }
+/** `key`'s text with some {placeholders} replaced by DOM nodes (e.g. a <strong>): a whole
+ * sentence for translators, in whatever order the language puts its parts. */
+function tNodes(key, nodes) {
+  return t(key).split(/\{(\w+)\}/).map((part, i) => (i % 2 ? (nodes[part] ?? `{${part}}`) : part))
+    .filter((part) => part !== '');
 }
 
 function errorBox(text) {
@@ -382,18 +426,20 @@ async function checkAnswers(summaries) {
 // Views --------------------------------------------------------------------------------
 function contextChip() {
   const what = config.product || config.sku;
-  return what ? h('p', { class: 'chip' }, 'About: ', h('strong', { text: what })) : null;
+  return what ? h('p', { class: 'chip' },
+    tNodes('widget.context.about', { product: h('strong', { text: what }) })) : null;
 }
 
 async function renderHome() {
   conv = null;
   stopMedia();
-  subEl.textContent = 'Our in-store specialists are here to help';
+  subEl.textContent = t('widget.subtitle');
   show('home', h('div', { class: 'loading', role: 'status' }, h('span', { class: 'spinner' }),
-    'Checking who is available…'));
+    t('widget.home.checking')));
   try {
     const params = new URLSearchParams();
-    for (const key of ['store', 'skill', 'language']) if (config[key]) params.set(key, config[key]);
+    for (const key of ['store', 'skill']) if (config[key]) params.set(key, config[key]);
+    params.set('language', conversationLanguage());
     const [avail, qual] = await Promise.all([
       fetchJson(api(`/api/availability?${params}`)),
       config.skill || questions ? Promise.resolve(null)
@@ -403,8 +449,8 @@ async function renderHome() {
     if (qual) questions = qual.questions || [];
   } catch (err) {
     if (view !== 'home') return;
-    show('home', errorBox('Our chat is not available right now.'),
-      h('button', { class: 'btn', type: 'button', text: 'Try again', onclick: renderHome }));
+    show('home', errorBox(t('widget.home.unavailable')),
+      h('button', { class: 'btn', type: 'button', text: t('widget.home.retry'), onclick: renderHome }));
     return;
   }
   if (view !== 'home' || conv) return;
@@ -425,23 +471,23 @@ async function renderHome() {
   const online = availability.staff_online || 0;
   show('home',
     h('p', { class: 'presence' }, h('span', { class: 'dot', 'aria-hidden': 'true' }),
-      online === 1 ? '1 specialist online now' : `${online} specialists online now`),
-    h('p', { class: 'lead', text: 'Ask us anything: we can answer in chat, or show you the instrument live.' }),
+      t('widget.home.online', { count: online })),
+    h('p', { class: 'lead', text: t('widget.home.lead') }),
     contextChip(),
     qualification,
     h('div', { class: 'channels' },
       availability.chat && h('button', { class: 'btn primary', type: 'button',
-        'data-autofocus': true, onclick: start('chat') }, icon(ICONS.chat), 'Start a chat'),
+        'data-autofocus': true, onclick: start('chat') }, icon(ICONS.chat), t('widget.channel.chat')),
       availability.video && h('button', { class: 'btn', type: 'button', onclick: start('video') },
-        icon(ICONS.video), 'Video call'),
+        icon(ICONS.video), t('widget.channel.video')),
       availability.audio && h('button', { class: 'btn', type: 'button', onclick: start('audio') },
-        icon(ICONS.phone), 'Audio call')),
-    h('p', { class: 'fine' }, 'Prefer to write? ',
-      h('button', { class: 'link', type: 'button', text: 'Leave us a message',
+        icon(ICONS.phone), t('widget.channel.audio'))),
+    h('p', { class: 'fine' }, t('widget.home.preferWrite'), ' ',
+      h('button', { class: 'link', type: 'button', text: t('widget.home.leaveMessage'),
         onclick: () => renderLeaveForm() })),
     h('div', { class: 'error-slot' }),
     h('p', { class: 'reassure' }, icon(ICONS.check, { size: 16 }),
-      'Free advice from our store team. Your camera only turns on if you say so.'));
+      t('widget.home.reassure')));
 }
 
 async function startConversation(channel, answers = {}) {
@@ -449,8 +495,9 @@ async function startConversation(channel, answers = {}) {
   body.querySelectorAll('.channels button').forEach((b) => { b.disabled = true; });
   try {
     await ensureClient();
-    const fields = { channel, page_url: location.href.slice(0, 2048) };
-    for (const key of ['store', 'sku', 'skill', 'language']) if (config[key]) fields[key] = config[key];
+    const fields = { channel, page_url: location.href.slice(0, 2048),
+      language: conversationLanguage() };
+    for (const key of ['store', 'sku', 'skill']) if (config[key]) fields[key] = config[key];
     if (!config.skill && Object.keys(answers).length) fields.answers = answers;
     const result = await client.request('conversation.open', fields);
     conv = newConv(result.conversation);
@@ -467,10 +514,8 @@ async function startConversation(channel, answers = {}) {
 function renderLeaveForm() {
   const unavailable = availability && !availability.chat;
   const form = messageForm({
-    intro: unavailable
-      ? 'All our specialists are busy right now. Leave a message and we will get back to you.'
-      : 'Leave us a message and we will get back to you.',
-    submitLabel: 'Send message',
+    intro: unavailable ? t('widget.leave.introBusy') : t('widget.leave.intro'),
+    submitLabel: t('widget.leave.send'),
     async onSubmit({ text, contact }) {
       // Left through a conversation (it is where the shop's KPIs count the lead), and
       // stored on the server before "sent" is shown: closing the tab right after loses
@@ -482,13 +527,14 @@ function renderLeaveForm() {
   });
   show('leave', contextChip(), form,
     availability && availability.chat ? h('button', { class: 'link', type: 'button',
-      text: 'Back', onclick: () => renderHome() }) : null);
+      text: t('widget.leave.back'), onclick: () => renderHome() }) : null);
 }
 
 async function startConversationQuiet() {
   await ensureClient();
-  const fields = { channel: 'chat', page_url: location.href.slice(0, 2048) };
-  for (const key of ['store', 'sku', 'skill', 'language']) if (config[key]) fields[key] = config[key];
+  const fields = { channel: 'chat', page_url: location.href.slice(0, 2048),
+    language: conversationLanguage() };
+  for (const key of ['store', 'sku', 'skill']) if (config[key]) fields[key] = config[key];
   const result = await client.request('conversation.open', fields);
   conv = newConv(result.conversation);
   saveSession({ conversation_id: conv.id, accepted: false, feedback_due: null });
@@ -501,24 +547,24 @@ function messageForm({ intro, submitLabel, onSubmit }) {
   const text = h('textarea', { id: `${fid}-text`, required: true, rows: 4, maxLength: MAX_TEXT,
     'data-autofocus': true });
   const contact = h('input', { id: `${fid}-contact`, required: true, minLength: 3, maxLength: 200,
-    autocomplete: 'email', placeholder: 'email or phone number' });
+    autocomplete: 'email', placeholder: t('widget.leave.contactPlaceholder') });
   const status = h('div', { class: 'error-slot' });
   const submit = h('button', { class: 'btn primary', type: 'submit' }, icon(ICONS.mail), submitLabel);
   const form = h('form', { class: 'stack', novalidate: true },
     h('p', { text: intro }),
-    h('label', { for: text.id, text: 'Your message' }), text,
-    h('label', { for: contact.id, text: 'How can we reach you?' }), contact,
+    h('label', { for: text.id, text: t('widget.leave.messageLabel') }), text,
+    h('label', { for: contact.id, text: t('widget.leave.contactLabel') }), contact,
     submit, status);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const values = { text: text.value.trim(), contact: contact.value.trim() };
     if (!values.text) {
-      status.replaceChildren(errorBox('Please write your message.'));
+      status.replaceChildren(errorBox(t('widget.leave.missingText')));
       text.focus();
       return;
     }
     if (values.contact.length < 3) {
-      status.replaceChildren(errorBox('Please give an email address or phone number.'));
+      status.replaceChildren(errorBox(t('widget.leave.missingContact')));
       contact.focus();
       return;
     }
@@ -535,10 +581,10 @@ function messageForm({ intro, submitLabel, onSubmit }) {
 }
 
 function renderMissed(conversationId) {
-  subEl.textContent = 'Leave us a message';
+  subEl.textContent = t('widget.missed.subtitle');
   show('missed', messageForm({
-    intro: 'Sorry, none of our specialists could answer in time. Leave a message and we will get back to you.',
-    submitLabel: 'Send message',
+    intro: t('widget.missed.intro'),
+    submitLabel: t('widget.leave.send'),
     onSubmit: (values) => leaveMessage(conversationId, values),
   }));
 }
@@ -549,25 +595,24 @@ async function leaveMessage(conversationId, { text, contact }) {
   awaiting.add(conversationId);
   saveSession({ pending_leave: null, conversation_id: null, awaiting: [...awaiting].slice(-10) });
   conv = null;
-  subEl.textContent = 'Message sent';
+  subEl.textContent = t('widget.sent.subtitle');
   show('sent', h('div', { class: 'done' },
     h('div', { class: 'done-icon', 'aria-hidden': 'true' }, icon(ICONS.check, { size: 28 })),
-    h('h3', { text: 'Thanks, your message is on its way' }),
-    h('p', {}, 'A specialist will reply to ', h('strong', { text: contact }),
-      '. You will also see the answer here next time you visit.'),
-    h('button', { class: 'btn', type: 'button', text: 'Close', 'data-autofocus': true,
+    h('h3', { text: t('widget.sent.title') }),
+    h('p', {}, tNodes('widget.sent.text', { contact: h('strong', { text: contact }) })),
+    h('button', { class: 'btn', type: 'button', text: t('widget.sent.close'), 'data-autofocus': true,
       onclick: () => { closePanel(); renderHome(); } })));
-  announce('Your message has been sent.');
+  announce(t('widget.sent.announce'));
 }
 
 function showAnswer(asyncMessage) {
   const seen = new Set(session.seen_answers || []);
   if (seen.has(asyncMessage.id) || !asyncMessage.answer) return;
   const note = h('article', { class: 'answer', role: 'status' },
-    h('h3', { text: 'We answered your message' }),
+    h('h3', { text: t('widget.answer.title') }),
     h('blockquote', { class: 'asked', text: asyncMessage.text }),
     h('p', { class: 'answer-text', text: asyncMessage.answer }),
-    h('button', { class: 'link', type: 'button', text: 'Dismiss', onclick: () => {
+    h('button', { class: 'link', type: 'button', text: t('widget.answer.dismiss'), onclick: () => {
       seen.add(asyncMessage.id);
       const awaiting = (session.awaiting || []).filter((id) => id !== asyncMessage.conversation_id);
       saveSession({ seen_answers: [...seen].slice(-50), awaiting });
@@ -575,7 +620,7 @@ function showAnswer(asyncMessage) {
     } }));
   answersEl.append(note);
   if (!panelOpen) setBadge(unread + 1);
-  announce('A specialist answered your message.');
+  announce(t('widget.answer.announce'));
 }
 
 // Chat ---------------------------------------------------------------------------------
@@ -584,17 +629,17 @@ let actionsEl;
 
 function renderChat() {
   logEl = h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions',
-    'aria-label': 'Conversation' });
+    'aria-label': t('widget.chat.log') });
   statusEl = h('div', { class: 'banner', role: 'status' });
   callBar = h('div', { class: 'callbar', role: 'status', hidden: true });
   stageSlot = h('div', { class: 'stage-slot', hidden: true });
   typingEl = h('p', { class: 'typing', 'aria-live': 'polite' });
   inputEl = h('textarea', { id: 'sc-input', rows: 1, maxLength: MAX_TEXT,
-    placeholder: 'Type your message…', 'data-autofocus': true,
+    placeholder: t('widget.chat.placeholder'), 'data-autofocus': true,
     oninput: onInput, onkeydown: onComposerKey });
   composer = h('form', { class: 'composer' },
-    h('label', { class: 'vh', for: 'sc-input', text: 'Your message' }), inputEl,
-    h('button', { class: 'send', type: 'submit', 'aria-label': 'Send message' }, icon(ICONS.send)));
+    h('label', { class: 'vh', for: 'sc-input', text: t('widget.chat.inputLabel') }), inputEl,
+    h('button', { class: 'send', type: 'submit', 'aria-label': t('widget.chat.send') }, icon(ICONS.send)));
   composer.addEventListener('submit', (e) => {
     e.preventDefault();
     const text = inputEl.value.trim();
@@ -608,7 +653,7 @@ function renderChat() {
   show('chat', statusEl, callBar, stageSlot, logEl, typingEl, composer, actionsEl);
   if (!conv.messages.size && !conv.outbox.size && conv.state !== 'accepted') {
     // While waiting: say that writing now is useful (the specialist gets it on joining).
-    logEl.append(h('li', { class: 'hint', text: 'Tell us what you are looking for while we find a specialist: they will read it as soon as they join.' }));
+    logEl.append(h('li', { class: 'hint', text: t('widget.chat.hint') }));
   }
   for (const seq of [...conv.messages.keys()].sort((a, b) => a - b)) renderMessage(conv.messages.get(seq));
   for (const [clientId, item] of conv.outbox) renderPending(clientId, item);
@@ -621,20 +666,18 @@ function updateChatStatus() {
   const leaving = session.pending_leave && session.pending_leave.conversation_id === conv.id;
   let text = '';
   if (conv.state === 'accepted') {
-    subEl.textContent = conv.staff ? `${conv.staff.name} is helping you` : 'Connected';
+    subEl.textContent = conv.staff
+      ? t('widget.status.helping', { name: conv.staff.name }) : t('widget.status.connected');
     statusEl.hidden = true;
   } else {
-    subEl.textContent = 'Waiting for a specialist';
-    if (conv.state === 'assigned') text = 'A specialist is about to join…';
+    subEl.textContent = t('widget.status.waiting');
+    if (conv.state === 'assigned') text = t('widget.status.assigned');
     else if (conv.position) {
-      text = `You are number ${conv.position} in line`;
-      const wait = formatWait(conv.wait);
-      if (wait) text += ` · wait ${wait}`;
-    } else text = 'Finding a specialist for you…';
-    if (leaving) {
-      text = 'If a specialist becomes free in the next few minutes they will answer here; '
-        + `otherwise we will reply to ${session.pending_leave.contact}.`;
-    }
+      const wait = formatWait(conv.wait, language());
+      text = wait ? t('widget.status.positionWait', { position: conv.position, wait })
+        : t('widget.status.position', { position: conv.position });
+    } else text = t('widget.status.finding');
+    if (leaving) text = t('widget.status.leaving', { contact: session.pending_leave.contact });
     statusEl.hidden = false;
     statusEl.replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), text);
   }
@@ -646,17 +689,17 @@ function renderActions() {
   const buttons = [];
   if (conv.state === 'accepted' && !conv.call) {
     buttons.push(h('button', { class: 'chip-btn', type: 'button', onclick: () => proposeCall('video') },
-      icon(ICONS.video, { size: 16 }), 'Video call'));
+      icon(ICONS.video, { size: 16 }), t('widget.channel.video')));
     buttons.push(h('button', { class: 'chip-btn', type: 'button', onclick: () => proposeCall('audio') },
-      icon(ICONS.phone, { size: 16 }), 'Audio call'));
+      icon(ICONS.phone, { size: 16 }), t('widget.channel.audio')));
   }
   const end = h('button', { class: 'chip-btn subtle', type: 'button',
-    text: conv.state === 'accepted' ? 'End chat' : 'Leave the queue' });
+    text: conv.state === 'accepted' ? t('widget.actions.endChat') : t('widget.actions.leaveQueue') });
   end.addEventListener('click', () => {
-    const confirm = h('span', { class: 'confirm' }, 'End this conversation? ',
-      h('button', { class: 'chip-btn danger', type: 'button', text: 'Yes, end it',
+    const confirm = h('span', { class: 'confirm' }, t('widget.actions.confirmEnd'), ' ',
+      h('button', { class: 'chip-btn danger', type: 'button', text: t('widget.actions.confirmYes'),
         onclick: endConversation }),
-      h('button', { class: 'chip-btn subtle', type: 'button', text: 'No',
+      h('button', { class: 'chip-btn subtle', type: 'button', text: t('widget.actions.confirmNo'),
         onclick: () => renderActions() }));
     actionsEl.replaceChildren(confirm);
     confirm.querySelector('button').focus();
@@ -723,15 +766,17 @@ function renderMessage(message) {
   if (!logEl) return;
   logEl.querySelector('li.hint')?.remove();
   const mine = message.from === 'shopper';
-  const who = mine ? 'You' : (conv.staff && conv.staff.name) || 'Specialist';
+  const who = mine ? t('widget.message.fromYou')
+    : t('widget.message.from', { name: (conv.staff && conv.staff.name) || t('widget.message.specialist') });
+  const whoLabel = `${who} `; // read before the message by screen readers
   let content;
   if (message.kind === 'product_card' && message.card) content = productCard(message.card);
   else content = h('p', { class: 'text', text: message.text || '' });
   const li = h('li', { class: `msg ${mine ? 'mine' : 'theirs'} kind-${message.kind || 'text'}`,
     dataset: { seq: String(message.seq) } },
-  h('span', { class: 'vh', text: `${who}: ` }),
+  h('span', { class: 'vh', text: whoLabel }),
   h('div', { class: 'bubble' }, content),
-  h('span', { class: 'meta' }, formatTime(message.at, config.language),
+  h('span', { class: 'meta' }, formatTime(message.at, language()),
     mine ? h('span', { class: 'receipt' }) : null));
   const after = [...logEl.querySelectorAll('li.msg[data-seq]')]
     .find((el) => Number(el.dataset.seq) > message.seq);
@@ -753,10 +798,11 @@ function productCard(card) {
     image ? h('img', { src: image, alt: '', loading: 'lazy', referrerpolicy: 'no-referrer' }) : null,
     h('div', { class: 'card-body' },
       h('h3', { id: titleId, text: card.title }),
-      card.price != null ? h('p', { class: 'price', text: formatPrice(card.price, card.currency, config.language) }) : null,
-      card.sku ? h('p', { class: 'sku', text: `Ref. ${card.sku}` }) : null,
+      card.price != null ? h('p', { class: 'price', text: formatPrice(card.price, card.currency, language()) }) : null,
+      card.sku ? h('p', { class: 'sku', text: t('widget.card.ref', { sku: card.sku }) }) : null,
       link ? h('a', { class: 'btn small', href: link, target: '_blank', rel: 'noopener' },
-        'View product', h('span', { class: 'vh', text: ` ${card.title} (opens in a new tab)` })) : null));
+        t('widget.card.view'), ' ',
+        h('span', { class: 'vh', text: t('widget.card.newTab', { title: card.title }) })) : null));
 }
 
 function renderPending(clientId, item) {
@@ -764,12 +810,12 @@ function renderPending(clientId, item) {
   logEl.querySelector('li.hint')?.remove();
   let li = logEl.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`);
   const meta = item.status === 'failed'
-    ? h('span', { class: 'meta failed' }, 'Not sent. ',
-      h('button', { class: 'link', type: 'button', text: 'Retry',
+    ? h('span', { class: 'meta failed' }, t('widget.message.notSent'), ' ',
+      h('button', { class: 'link', type: 'button', text: t('widget.message.retry'),
         onclick: () => sendText(item.text, clientId) }))
-    : h('span', { class: 'meta' }, 'Sending…');
+    : h('span', { class: 'meta' }, t('widget.message.sending'));
   const fresh = h('li', { class: 'msg mine pending', dataset: { clientId } },
-    h('span', { class: 'vh', text: 'You: ' }),
+    h('span', { class: 'vh', text: `${t('widget.message.fromYou')} ` }),
     h('div', { class: 'bubble' }, h('p', { class: 'text', text: item.text })), meta);
   if (li) li.replaceWith(fresh);
   else logEl.append(fresh);
@@ -848,9 +894,9 @@ function onPeerTyping(event) {
     hidePeerTyping();
     return;
   }
-  const name = (conv.staff && conv.staff.name.split(' ')[0]) || 'The specialist';
+  const name = staffFirstName();
   typingEl.replaceChildren(h('span', { class: 'dots', 'aria-hidden': 'true' },
-    h('i'), h('i'), h('i')), `${name} is typing…`);
+    h('i'), h('i'), h('i')), name ? t('widget.typing.named', { name }) : t('widget.typing.unknown'));
   clearTimeout(peerTypingTimer);
   peerTypingTimer = setTimeout(hidePeerTyping, 8000);
 }
@@ -874,7 +920,8 @@ function updateReceipts() {
     if (!receipt) return;
     const last = i === mine.length - 1;
     const read = Number(li.dataset.seq) <= conv.peerRead;
-    receipt.textContent = last ? (read ? ' · Read' : ' · Sent') : '';
+    receipt.textContent = last
+      ? ` · ${read ? t('widget.message.read') : t('widget.message.sent')}` : '';
   });
 }
 
@@ -914,9 +961,10 @@ function onAccepted(event) {
   conv.state = 'accepted';
   conv.staff = event.staff || conv.staff;
   saveSession({ accepted: true, pending_leave: null });
-  const name = conv.staff ? conv.staff.name : 'A specialist';
-  addNote(`${name} joined the conversation`);
-  announce(`${name} joined the conversation`);
+  const joined = conv.staff ? t('widget.event.joined', { name: conv.staff.name })
+    : t('widget.event.joinedUnknown');
+  addNote(joined);
+  announce(joined);
   updateChatStatus();
   if (!panelOpen) setBadge(unread + 1);
   // Chosen "Video call" / "Audio call" on the first screen: ask for it right away.
@@ -932,18 +980,18 @@ function onRequeued(event) {
   conv.staff = null;
   conv.call = null;
   renderCall();
-  addNote('Your specialist had to leave. We are finding someone else for you…');
+  addNote(t('widget.event.requeued'));
   updateChatStatus();
 }
 
 function onTransferred(event) {
   if (!forCurrent(event)) return;
-  const to = event.to_staff ? event.to_staff.name : 'another specialist';
+  const to = event.to_staff ? event.to_staff.name : null;
   conv.state = event.to_staff ? 'assigned' : 'queued';
   conv.staff = null;
   conv.call = null;
   renderCall();
-  addNote(`You are being transferred to ${to}…`);
+  addNote(to ? t('widget.event.transferred', { name: to }) : t('widget.event.transferredUnknown'));
   updateChatStatus();
 }
 
@@ -963,7 +1011,7 @@ function onClosed(event) {
   if (!forCurrent(event)) return;
   const wasAccepted = conv.state === 'accepted';
   if (event.by && event.by.startsWith('staff')) {
-    addNote('The specialist ended the conversation');
+    addNote(t('widget.event.staffEnded'));
   }
   if (!wasAccepted) {
     afterClose(event.conversation_id, false);
@@ -991,45 +1039,47 @@ function onFeedbackRequested(event) {
 
 // Feedback -----------------------------------------------------------------------------
 function renderFeedback(conversationId) {
-  subEl.textContent = 'Conversation ended';
+  subEl.textContent = t('widget.feedback.subtitle');
   let satisfaction = 0;
   let recommendation = null;
   const stars = [];
   const paint = (upTo) => stars.forEach((label, i) => label.classList.toggle('on', i < upTo));
   const starField = h('fieldset', { class: 'stars' },
-    h('legend', { text: 'How satisfied are you with this conversation?' }),
+    h('legend', { text: t('widget.feedback.satisfaction') }),
     h('div', { class: 'star-row', onmouseleave: () => paint(satisfaction) },
       [1, 2, 3, 4, 5].map((n) => {
         const input = h('input', { type: 'radio', name: 'sc-sat', value: String(n),
           class: 'vh-input', onchange: () => { satisfaction = n; paint(n); } });
         const label = h('label', { class: 'star', onmouseenter: () => paint(n) }, input,
           h('span', { 'aria-hidden': 'true', text: '★' }),
-          h('span', { class: 'vh', text: `${n} star${n === 1 ? '' : 's'}` }));
+          h('span', { class: 'vh', text: t('widget.feedback.stars', { count: n }) }));
         stars.push(label);
         return label;
       })));
   const nps = h('fieldset', { class: 'nps' },
-    h('legend', { text: 'How likely are you to recommend us to a friend?' }),
+    h('legend', { text: t('widget.feedback.recommend') }),
     h('div', { class: 'nps-row' }, Array.from({ length: 11 }, (_, n) => h('label', { class: 'nps-opt' },
       h('input', { type: 'radio', name: 'sc-nps', value: String(n), class: 'vh-input',
         onchange: () => { recommendation = n; } }),
       h('span', { text: String(n) })))),
     h('div', { class: 'nps-scale', 'aria-hidden': 'true' },
-      h('span', { text: 'Not likely' }), h('span', { text: 'Very likely' })));
+      h('span', { text: t('widget.feedback.notLikely') }),
+      h('span', { text: t('widget.feedback.veryLikely') })));
   const comment = h('textarea', { id: 'sc-comment', rows: 3, maxLength: 2000 });
   const status = h('div', { class: 'error-slot' });
-  const submit = h('button', { class: 'btn primary', type: 'submit', text: 'Send feedback' });
+  const submit = h('button', { class: 'btn primary', type: 'submit', text: t('widget.feedback.send') });
   const form = h('form', { class: 'stack feedback', novalidate: true },
-    h('p', { class: 'lead', text: 'Thanks for chatting with us! Tell us how it went.' }),
+    h('p', { class: 'lead', text: t('widget.feedback.lead') }),
     starField, nps,
-    h('label', { for: 'sc-comment', text: 'Anything else? (optional)' }), comment,
+    h('label', { for: 'sc-comment', text: t('widget.feedback.comment') }), comment,
     h('div', { class: 'row' }, submit,
-      h('button', { class: 'link', type: 'button', text: 'Skip', onclick: () => finishFeedback(false) })),
+      h('button', { class: 'link', type: 'button', text: t('widget.feedback.skip'),
+        onclick: () => finishFeedback(false) })),
     status);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!satisfaction || recommendation === null) {
-      status.replaceChildren(errorBox('Please choose a number of stars and a score from 0 to 10.'));
+      status.replaceChildren(errorBox(t('widget.feedback.incomplete')));
       return;
     }
     submit.disabled = true;
@@ -1053,12 +1103,12 @@ function renderFeedback(conversationId) {
 
 function finishFeedback(sent) {
   saveSession({ feedback_due: null });
-  subEl.textContent = 'Our in-store specialists are here to help';
+  subEl.textContent = t('widget.subtitle');
   show('done', h('div', { class: 'done' },
     h('div', { class: 'done-icon', 'aria-hidden': 'true' }, icon(ICONS.check, { size: 28 })),
-    h('h3', { text: sent ? 'Thank you for your feedback!' : 'Thanks for visiting!' }),
-    h('p', { text: 'Need anything else? We are happy to help.' }),
-    h('button', { class: 'btn primary', type: 'button', text: 'Start a new conversation',
+    h('h3', { text: sent ? t('widget.done.thanksFeedback') : t('widget.done.thanksVisit') }),
+    h('p', { text: t('widget.done.more') }),
+    h('button', { class: 'btn primary', type: 'button', text: t('widget.done.restart'),
       'data-autofocus': true, onclick: () => renderHome() })));
 }
 
@@ -1070,9 +1120,9 @@ async function proposeCall(kind) {
     conv.call = result.call;
     conv.callNote = '';
     renderCall();
-    announce(`${kind === 'video' ? 'Video' : 'Audio'} call requested`);
+    announce(kind === 'video' ? t('widget.call.video.requested') : t('widget.call.audio.requested'));
   } catch (err) {
-    setCallNote(err.code === 'invalid_state' ? `${err.message}. You can keep chatting.` : errorText(err));
+    setCallNote(err.code === 'invalid_state' ? t('widget.call.notPossible') : errorText(err));
   }
 }
 
@@ -1086,11 +1136,21 @@ function onCall(call, status, join) {
   if (status === 'started') startMedia(call, join);
   renderCall();
   if (!panelOpen) setBadge(unread + 1);
-  announce(status === 'started' ? 'Call started' : `${call.kind} call proposed`);
+  let said = t('widget.call.started');
+  if (status !== 'started') {
+    said = call.kind === 'video' ? t('widget.call.video.proposed') : t('widget.call.audio.proposed');
+  }
+  announce(said);
 }
 
+/** The specialist's name, or null when not known (texts then say "the specialist"). */
 function staffName() {
-  return (conv && conv.staff && conv.staff.name) || 'The specialist';
+  return (conv && conv.staff && conv.staff.name) || null;
+}
+
+function staffFirstName() {
+  const name = staffName();
+  return name ? name.split(' ')[0] : null;
 }
 
 /** The call started (or is running when this page came back): ask before opening the
@@ -1098,11 +1158,11 @@ function staffName() {
 function startMedia(call, join, { rejoin = false } = {}) {
   stopMedia();
   if (!join || join.media_available === false) {
-    conv.callNote = 'Call started, but media is not available on this server. You can keep chatting.';
+    conv.callNote = t('widget.call.noMedia');
     return;
   }
   consent = { call, join, rejoin };
-  announce(call.kind === 'video' ? 'Turn on camera?' : 'Turn on microphone?');
+  announce(call.kind === 'video' ? t('widget.consent.video.title') : t('widget.consent.audio.title'));
 }
 
 /** The shopper answered the consent question: camera (video calls) and microphone, or not.
@@ -1113,7 +1173,7 @@ function joinCall(camera, { audioOnly = false } = {}) {
   consent = null;
   const media = new CallMedia({ client, call, join, camera, microphone: true, audioOnly });
   callMedia = media;
-  callStage = new CallStage(media, { remoteLabel: staffName().split(' ')[0],
+  callStage = new CallStage(media, { remoteLabel: staffFirstName() || t('widget.message.specialist'),
     onHangUp: () => callAction('call.end', call),
     // Same call, new connection: the server takes the new offer as a fresh attempt.
     onRetry: ({ audioOnly: soundOnly }) => {
@@ -1127,14 +1187,15 @@ function joinCall(camera, { audioOnly = false } = {}) {
     if (media !== callMedia) return;
     clearInterval(callTimer); // no clock running over a call that is not happening
     callTimer = null;
-    setCallNote(err.code === 'media_unavailable'
-      ? 'Video is not available right now. You can keep chatting.'
-      : err.code === 'media_blocked'
-        ? 'Could not connect: this network blocks calls. Try again, use audio only, or keep chatting.'
-        : 'The call connection was lost. Try again, use audio only, or keep chatting.');
+    let note = t('widget.call.error.lost');
+    if (err.code === 'media_unavailable') note = t('widget.call.error.unavailable');
+    else if (err.code === 'media_blocked') note = t('widget.call.error.blocked');
+    setCallNote(note);
   });
   media.on('state', (state) => {
-    if (state === 'connected') announce(`Connected with ${staffName()}`);
+    if (state !== 'connected') return;
+    const name = staffName();
+    announce(name ? t('widget.call.connectedWith', { name }) : t('widget.call.connected'));
   });
   if (media.kind === 'video') offerTryOn(call, callStage, join);
   clearInterval(callTimer);
@@ -1169,14 +1230,21 @@ function onMediaNotice(event) {
 
 function onCallGone(callId, reason) {
   if (!conv || !conv.call || conv.call.call_id !== callId) return;
-  const kind = conv.call.kind === 'video' ? 'Video call' : 'Audio call';
+  const video = conv.call.kind === 'video';
   const started = conv.call.started_at != null;
   conv.call = null;
   conv.join = null;
   renderCall();
-  let text = started ? `${kind} ended` : `${kind} cancelled`;
-  if (reason === 'declined') text = `${kind} declined. You can keep chatting.`;
-  else if (reason === 'declined_by_me') text = `You declined the ${kind.toLowerCase()}`;
+  let text;
+  if (reason === 'declined') {
+    text = video ? t('widget.call.video.declined') : t('widget.call.audio.declined');
+  } else if (reason === 'declined_by_me') {
+    text = video ? t('widget.call.video.declinedByMe') : t('widget.call.audio.declinedByMe');
+  } else if (started) {
+    text = video ? t('widget.call.video.ended') : t('widget.call.audio.ended');
+  } else {
+    text = video ? t('widget.call.video.cancelled') : t('widget.call.audio.cancelled');
+  }
   setCallNote(text);
 }
 
@@ -1191,28 +1259,35 @@ function updateCallClock() {
   const el = callBar && callBar.querySelector('.call-clock');
   const call = conv && conv.call;
   if (!el || !call || call.started_at == null || !client) return;
-  el.textContent = formatDuration(client.serverNow() - call.started_at);
+  el.textContent = formatDuration(client.serverNow() - call.started_at, language());
 }
 
 function consentCard(call) {
   const video = call.kind === 'video';
   const name = staffName();
+  let title = video ? t('widget.consent.video.title') : t('widget.consent.audio.title');
+  if (consent && consent.rejoin) {
+    title = video ? t('widget.consent.video.rejoin') : t('widget.consent.audio.rejoin');
+  }
+  let text;
+  if (video) {
+    text = name ? t('widget.consent.video.text', { name, first: staffFirstName() })
+      : t('widget.consent.video.textUnknown');
+  } else {
+    text = name ? t('widget.consent.audio.text', { name }) : t('widget.consent.audio.textUnknown');
+  }
   return h('div', { class: 'consent', role: 'alertdialog', 'aria-labelledby': 'sc-consent-title',
     'aria-describedby': 'sc-consent-text' },
   h('div', { class: 'consent-icon', 'aria-hidden': 'true' }, icon(video ? ICONS.video : ICONS.phone, { size: 26 })),
-  h('h3', { id: 'sc-consent-title', text: consent && consent.rejoin
-    ? `Rejoin the ${video ? 'video' : 'audio'} call?`
-    : video ? 'Turn on camera?' : 'Turn on microphone?' }),
-  h('p', { id: 'sc-consent-text', text: video
-    ? `${name} will see and hear you. You can mute or stop your camera at any time, and you will see ${name.split(' ')[0]} either way.`
-    : `${name} will hear you. You can mute your microphone at any time.` }),
+  h('h3', { id: 'sc-consent-title', text: title }),
+  h('p', { id: 'sc-consent-text', text }),
   h('div', { class: 'consent-actions' },
     h('button', { class: 'btn primary', type: 'button', 'data-autofocus': true,
       onclick: () => joinCall(true) }, icon(video ? ICONS.video : ICONS.phone, { size: 18 }),
-    video ? 'Turn on camera' : 'Turn on microphone'),
-    video ? h('button', { class: 'btn', type: 'button', text: 'Join without camera',
+    video ? t('widget.consent.video.accept') : t('widget.consent.audio.accept')),
+    video ? h('button', { class: 'btn', type: 'button', text: t('widget.consent.noCamera'),
       onclick: () => joinCall(false) }) : null,
-    h('button', { class: 'link', type: 'button', text: 'Hang up',
+    h('button', { class: 'link', type: 'button', text: t('widget.call.hangUp'),
       onclick: () => { consent = null; callAction('call.end', call); } })));
 }
 
@@ -1222,27 +1297,38 @@ function renderCall() {
   if (!call || call.started_at == null) stopMedia();
   const items = [];
   if (call) {
-    const kind = call.kind === 'video' ? 'Video call' : 'Audio call';
+    const video = call.kind === 'video';
+    const name = staffFirstName();
     const mine = String(call.proposed_by || '').startsWith('shopper');
     if (call.started_at != null && callMedia && callMedia.state === 'failed') {
-      items.push(h('span', { class: 'call-state failed',
-        text: `${kind} with ${staffName().split(' ')[0]}: not connected` }));
+      let text = video ? t('widget.call.video.failed') : t('widget.call.audio.failed');
+      if (name) {
+        text = video ? t('widget.call.video.failedWith', { name })
+          : t('widget.call.audio.failedWith', { name });
+      }
+      items.push(h('span', { class: 'call-state failed', text }));
     } else if (call.started_at != null) {
-      items.push(h('span', { class: 'call-state live' }, `${kind} with ${staffName().split(' ')[0]} `,
-        h('span', { class: 'call-clock' })));
+      let text = video ? t('widget.call.video.live') : t('widget.call.audio.live');
+      if (name) {
+        text = video ? t('widget.call.video.liveWith', { name })
+          : t('widget.call.audio.liveWith', { name });
+      }
+      items.push(h('span', { class: 'call-state live' }, text, ' ', h('span', { class: 'call-clock' })));
       if (!callStage && !consent) {
-        items.push(h('button', { class: 'chip-btn danger', type: 'button', text: 'Hang up',
+        items.push(h('button', { class: 'chip-btn danger', type: 'button', text: t('widget.call.hangUp'),
           onclick: () => { consent = null; callAction('call.end', call); } }));
       }
     } else if (mine) {
-      items.push(h('span', { class: 'call-state', text: `${kind} requested, waiting for an answer…` }));
-      items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: 'Cancel',
+      items.push(h('span', { class: 'call-state',
+        text: video ? t('widget.call.video.waiting') : t('widget.call.audio.waiting') }));
+      items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: t('widget.call.cancel'),
         onclick: () => callAction('call.end', call) }));
     } else {
-      items.push(h('span', { class: 'call-state', text: `The specialist proposes a ${kind.toLowerCase()}` }));
-      items.push(h('button', { class: 'chip-btn primary', type: 'button', text: 'Accept',
+      items.push(h('span', { class: 'call-state',
+        text: video ? t('widget.call.video.offered') : t('widget.call.audio.offered') }));
+      items.push(h('button', { class: 'chip-btn primary', type: 'button', text: t('widget.call.accept'),
         onclick: () => callAction('call.accept', call) }));
-      items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: 'Decline',
+      items.push(h('button', { class: 'chip-btn subtle', type: 'button', text: t('widget.call.decline'),
         onclick: () => callAction('call.decline', call) }));
     }
   }
@@ -1277,9 +1363,7 @@ async function callAction(type, call) {
       onCallGone(call.call_id, 'hung_up'); // ended meanwhile
       return;
     }
-    setCallNote(err.code === 'media_unavailable'
-      ? 'Calls are not available on this server right now. You can keep chatting.'
-      : errorText(err));
+    setCallNote(err.code === 'media_unavailable' ? t('widget.call.serverUnavailable') : errorText(err));
   }
 }
 
@@ -1319,28 +1403,33 @@ async function offerTryOn(call, stage, join) {
     image ? h('img', { src: image, alt: '' }) : null,
     h('span', { text: label }));
   const el = h('fieldset', { class: 'tryon' },
-    h('legend', { text: 'Try it on' }),
-    h('div', { class: 'tryon-list' }, option('', 'Off', null),
+    h('legend', { text: t('widget.tryon.legend') }),
+    h('div', { class: 'tryon-list' }, option('', t('widget.tryon.off'), null),
       list.map((g) => option(g.id, g.name, g.image))),
     status);
   const set = (state) => {
     const garment = state && state.enabled ? state.garment : null;
     current = garment ? String(garment.id) : '';
     for (const input of el.querySelectorAll('input')) input.checked = input.value === current;
-    status.textContent = garment
-      ? `${garment.name || garment.id}: ${staffName().split(' ')[0]} sees it on you too` : '';
+    const who = staffFirstName();
+    let seen = '';
+    if (garment) {
+      seen = who ? t('widget.tryon.seen', { garment: garment.name || garment.id, name: who })
+        : t('widget.tryon.seenUnknown', { garment: garment.name || garment.id });
+    }
+    status.textContent = seen;
     stage.setMirror(!!garment);
   };
   const choose = async (id) => {
     const fields = { call_id: call.call_id, enabled: !!id };
     if (id) fields.garment_id = id;
-    status.textContent = id ? 'Putting it on…' : '';
+    status.textContent = id ? t('widget.tryon.putting') : '';
     try {
       set(await client.request('tryon.set', fields));
     } catch (err) {
       for (const input of el.querySelectorAll('input')) input.checked = input.value === current;
       status.textContent = ['tryon_unavailable', 'unknown_type'].includes(err.code)
-        ? 'Try-on is not available right now.' : errorText(err);
+        ? t('widget.tryon.unavailable') : errorText(err);
     }
   };
   tryOnPicker = { callId: call.call_id, el, set };
@@ -1356,6 +1445,7 @@ function onTryOnState(event) {
 // Start --------------------------------------------------------------------------------
 function boot() {
   document.body.append(host);
+  document.removeEventListener('click', earlyOpen);
   document.addEventListener('click', (e) => {
     const trigger = e.target.closest && e.target.closest('[data-shopcall-open]');
     if (trigger) {
@@ -1371,12 +1461,15 @@ function boot() {
   if (busy && session.token) {
     if (session.conversation_id) {
       show('loading', h('div', { class: 'loading', role: 'status' }, h('span', { class: 'spinner' }),
-        'Reconnecting to your conversation…'));
+        t('widget.loading.resume')));
     } else if (session.feedback_due) renderFeedback(session.feedback_due);
     ensureClient().catch(() => { if (view === 'loading') renderHome(); });
     if (session.open && (session.conversation_id || session.feedback_due)) openPanel();
   }
+  if (openRequested && !panelOpen) openPanel();
 }
 
-if (document.body) boot();
+if (!catalogues) {
+  // No texts: no widget (an empty or key-only panel would be worse than none).
+} else if (document.body) boot();
 else document.addEventListener('DOMContentLoaded', boot, { once: true });
