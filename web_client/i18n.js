@@ -20,6 +20,7 @@ let current = DEFAULT_LANGUAGE;
 let messages = {};
 let fallback = {};
 let overrides = {};
+const pluralRules = new Map(); // language -> Intl.PluralRules
 
 /** The first supported language among the candidates (tags like "de-AT" count as "de"). */
 export function pickLanguage(...candidates) {
@@ -94,7 +95,8 @@ function lookup(key) {
 export function t(key, params = {}) {
   let text = null;
   if (params && typeof params.count === 'number') {
-    const form = new Intl.PluralRules(current).select(params.count);
+    if (!pluralRules.has(current)) pluralRules.set(current, new Intl.PluralRules(current));
+    const form = pluralRules.get(current).select(params.count);
     text = lookup(`${key}.${form}`) ?? lookup(`${key}.other`);
   }
   if (text == null) text = lookup(key);

@@ -956,9 +956,14 @@ const STATE_TEXT = {
 const FAILURE_TEXT = { blocked: 'media.failure.blocked', lost: 'media.failure.lost' };
 
 /** A whole number in the page's language (frame rates). */
+const countFormats = new Map(); // language -> Intl.NumberFormat (made once: tiles redraw often)
 function formatCount(value) {
   try {
-    return new Intl.NumberFormat(language(), { maximumFractionDigits: 0 }).format(value);
+    const lang = language();
+    if (!countFormats.has(lang)) {
+      countFormats.set(lang, new Intl.NumberFormat(lang, { maximumFractionDigits: 0 }));
+    }
+    return countFormats.get(lang).format(value);
   } catch {
     return String(value);
   }
