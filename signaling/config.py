@@ -232,6 +232,11 @@ class RoutingConfig(_Section):
         return self
 
 
+def _as_list(v: Any) -> Any:
+    """RTCIceServer accepts a bare URL string too; mirror it so configs can be copied across."""
+    return [v] if isinstance(v, str) else v
+
+
 class IceServer(_Section):
     urls: list[str] = Field(min_length=1)
     username: str | None = None
@@ -240,8 +245,7 @@ class IceServer(_Section):
     @field_validator("urls", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
-        # RTCIceServer accepts a bare string too; mirror it so configs can be copied across.
-        return [v] if isinstance(v, str) else v
+        return _as_list(v)
 
     @field_validator("urls")
     @classmethod
@@ -278,14 +282,15 @@ class TurnConfig(_Section):
     @field_validator("urls", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
+        return _as_list(v)
 
     @field_validator("urls")
     @classmethod
-    def _turn_schemes(cls, v: list[str]) -> list[str]:
+    def _turn_urls(cls, v: list[str]) -> list[str]:
+        from .turn_check import parse_turn_url
+
         for url in v:
-            if not url.startswith(("turn:", "turns:")):
-                raise ValueError(f"{url!r} is not a turn: or turns: URL")
+            parse_turn_url(url)  # the parser the relay check uses; ValueError says why
         return v
 
     @model_validator(mode="after")

@@ -400,14 +400,10 @@ async def list_async(request: web.Request) -> web.Response:
         # Filter before limiting, or other stores' messages would crowd out this one's.
         everything = await storage.list_async_messages(answered=answered, limit=1_000_000)
         messages = [m for m in everything
-                    if _staff_may_answer(live.member, m.store_id, m.skill)][:limit]
+                    if live.member.may_answer(m.store_id, m.skill)][:limit]
     else:
         messages = await storage.list_async_messages(answered=answered, limit=limit)
     return web.json_response({"async_messages": [async_public(m) for m in messages]})
-
-
-def _staff_may_answer(member: StaffMember, store_id: str | None, skill: str | None) -> bool:
-    return member.may_answer(store_id, skill)
 
 
 @routes.post("/api/async-messages/{message_id}/answer")
@@ -418,8 +414,8 @@ async def answer_async(request: web.Request) -> web.Response:
     switchboard = request.app[SWITCHBOARD]
     existing = await request.app[STORAGE].get_async_message(message_id)
     live = switchboard.staff.get(who.subject)
-    if existing is None or live is None or not _staff_may_answer(
-            live.member, existing.store_id, existing.skill):
+    if existing is None or live is None or not live.member.may_answer(existing.store_id,
+                                                                      existing.skill):
         raise ProtocolError(ErrorCode.NOT_FOUND, f"no asynchronous message {message_id}")
     stored = await switchboard.answer_async(who.subject, message_id, body.answer)
     return web.json_response({"async_message": async_public(stored)})
